@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""autoq: search per-layer quantizers of base7 with Keras Tuner, then retrain the winner.
+
+    python autoq.py --algo random                       # search from scratch (quick profile)
+    python autoq.py --algo bayesian --float-model F     # search starting from float32 weights F
+    python autoq.py --train-float --float-model F       # train the float32 reference F
+
+Defaults come from the profile (solvers/config.py: PROFILES); every option overrides its value.
+User errors print one line `error: ...` and exit 2, before anything in results/<RUN> is touched.
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as for every other user error
+        print(f"error: autoq.py: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+    return parse
+
+
+_positive_int, _count = _int_at_least(1), _int_at_least(0)
+
+
+def parse_args(argv=None):
+    p = _Parser(description=__doc__.split("\n")[0])
+    p.add_argument("--algo", choices=("random", "bayesian", "hyperband"), default="random")
+    p.add_argument("--profile", choices=("quick", "paper"), default="quick")
+    p.add_argument("--trials", type=_positive_int, help="search trials (not for hyperband)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs per trial (hyperband: at most)")
+    p.add_argument("--retrain-epochs", type=_count, help="extra epochs for the winner (0: none)")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--patch-size", type=_positive_int, help="LR training patch side in pixels")
+    p.add_argument("--steps-per-epoch", type=_positive_int)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=3)
+    p.add_argument("--data", default=None, help="folder of HR PNG/JPEG images (default: "
+                   "the photos scikit-image ships)")
+    p.add_argument("--config", default="quantization_config.yaml", help="search space YAML")
+    p.add_argument("--float-model", default=None, help="float32 base7 .keras to start from")
+    p.add_argument("--train-float", action="store_true",
+                   help="train the float32 reference and save it to --float-model")
+    p.add_argument("--run", default=None, help="run name (default: the algorithm, "
+                   "+ _pretrained with --float-model)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--tb-dir", default="tb_logs")
+    args = p.parse_args(argv)
+    if args.train_float and not args.float_model:
+        p.error("--train-float needs --float-model PATH to save to")
+    if not args.learning_rate > 0:
+        p.error(f"argument --learning-rate: {args.learning_rate} must be > 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from solvers.config import ConfigError
+    try:
+        from solvers import run
+        return run.train_float(args) if args.train_float else run.search_and_retrain(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""autoq solvers: configuration, data, network, cost, objective, training and search."""

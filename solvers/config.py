@@ -1,0 +1,182 @@
+"""Load and validate every YAML file and option into plain dataclasses.
+
+Anything a user can get wrong raises ConfigError with one line naming the file or option, the key,
+and what is allowed; autoq.py prints it as `error: ...` and exits 2.
+"""
+import math
+from dataclasses import dataclass, field
+
+import yaml
+
+from solvers.networks.base7 import hp_name
+from solvers.objective import ObjectiveParams
+
+
+class ConfigError(Exception):
+    """A user error: the message names the file or option, the key, and what is allowed."""
+
+
+SECTIONS = ("kernel", "bias", "activation")
+OPTIONAL_SECTIONS = ("limit", "objective")
+LAYER_TYPES = {"Conv2D": ("kernel", "bias"), "Activation": ("activation",)}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Quantizer string → bits, for each kind of quantizer; plus the max-bits limit and objective."""
+    kernel: dict
+    bias: dict
+    activation: dict
+    limit: dict = field(default_factory=dict)   # {"Conv2D" or layer name: {kind: max bits}}
+    objective: ObjectiveParams = ObjectiveParams()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much work one run does. Every field can be overridden from the command line."""
+    trials: int            # search trials (Hyperband sets its own count from epochs)
+    epochs: int            # epochs per trial (Hyperband: max epochs of a trial)
+    retrain_epochs: int    # extra epochs for the winner: total budget = epochs + retrain_epochs
+    batch_size: int
+    patch_size: int        # LR training patch side; the HR patch is patch_size × scale
+    steps_per_epoch: int
+
+
+PROFILES = {
+    # quick: `make random` in under 10 minutes on 2 CPU cores (measured time in the README).
+    "quick": Profile(trials=10, epochs=3, retrain_epochs=12, batch_size=16, patch_size=24,
+                     steps_per_epoch=40),
+    # paper: the seed's protocol; 1000 steps per epoch gives its two million training steps.
+    "paper": Profile(trials=100, epochs=20, retrain_epochs=180, batch_size=16, patch_size=64,
+                     steps_per_epoch=1000),
+}
+
+
+def read_yaml(path):
+    """Parsed YAML mapping from `path`, or ConfigError naming the file and the problem."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    return data
+
+
+def _quantizer_bits(path, section, text):
+    """Bit width of a qkeras quantizer string, or ConfigError if qkeras cannot build it."""
+    from qkeras import get_quantizer  # heavy import, only when a config is really checked
+    where = f'{path}: {section}: "{text}"'
+    try:
+        quantizer = get_quantizer(text)
+    except Exception as e:  # qkeras raises ValueError, TypeError, NameError... for bad strings
+        raise ConfigError(f"{where}: qkeras cannot build this quantizer ({e})") from None
+    if not hasattr(quantizer, "bits"):
+        raise ConfigError(f"{where}: not a qkeras quantizer with a bit width")
+    return int(quantizer.bits)
+
+
+def _check_bits(where, value, allowed="an integer from 1 to 32"):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
+        raise ConfigError(f"{where}: {value!r} is not {allowed}")
+    return value
+
+
+def _section(path, data, section):
+    entries = data.get(section)
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{path}: {section}: expected a non-empty mapping "
+                          '{"quantizer(...)": bits}')
+    checked = {}
+    for text, bits in entries.items():
+        where = f'{path}: {section}: "{text}"'
+        _check_bits(where, bits)
+        actual = _quantizer_bits(path, section, str(text))
+        if actual != bits:
+            raise ConfigError(f"{where}: says {bits} bits but the quantizer has {actual}")
+        checked[str(text)] = bits
+    return checked
+
+
+def _limit(path, data, layer_names):
+    """{"Conv2D": [k, b], "Activation": [a], "conv_3": [k, b], ...} → {key: {kind: max bits}}."""
+    raw = data.get("limit") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: limit: expected a mapping such as {{Conv2D: [8, 8], Activation: [8]}}")
+    limit = {}
+    for key, value in raw.items():
+        if key in LAYER_TYPES:
+            kinds = LAYER_TYPES[key]
+        elif key in layer_names:
+            kinds = LAYER_TYPES["Conv2D" if key.startswith("conv_") else "Activation"]
+        else:
+            raise ConfigError(f"{path}: limit: unknown layer type or name {key!r}; allowed: "
+                              f"{', '.join(LAYER_TYPES)} or a layer name ({', '.join(layer_names)})")
+        values = value if isinstance(value, list) else [value]
+        if not 1 <= len(values) <= len(kinds):
+            raise ConfigError(f"{path}: limit: {key}: expected up to {len(kinds)} max bits "
+                              f"({', '.join(kinds)}), got {value!r}")
+        values = values + values[-1:] * (len(kinds) - len(values))  # [8] on Conv2D means [8, 8]
+        limit[key] = {k: _check_bits(f"{path}: limit: {key}", v) for k, v in zip(kinds, values)}
+    return limit
+
+
+def _objective(path, data):
+    raw = data.get("objective") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: objective: expected a mapping of delta_p, delta_n, rate, stress, ref_bits")
+    defaults = ObjectiveParams()
+    unknown = set(raw) - set(defaults.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{path}: objective: unknown key {sorted(unknown)[0]!r}; allowed: "
+                          f"{', '.join(defaults.__dataclass_fields__)}")
+    values = {**defaults.__dict__, **raw}
+    for key in ("delta_p", "delta_n", "rate", "stress"):
+        if isinstance(values[key], bool) or not isinstance(values[key], (int, float)):
+            raise ConfigError(f"{path}: objective: {key}: {values[key]!r} is not a number")
+    _check_bits(f"{path}: objective: ref_bits", values["ref_bits"])
+    if not 0 <= values["delta_p"] < 100 or values["delta_n"] < 0:
+        raise ConfigError(f"{path}: objective: delta_p must be in [0, 100) and delta_n >= 0")
+    if values["rate"] <= 1 or values["stress"] <= 0:
+        raise ConfigError(f"{path}: objective: rate must be > 1 and stress > 0")
+    # The score divides by 1 + delta; the largest model (all float32) must keep it positive.
+    worst = math.log(values["ref_bits"] * values["stress"] / 32) / math.log(values["rate"])
+    if worst < 0 and 1 + worst * values["delta_n"] / 100 <= 0:
+        raise ConfigError(f"{path}: objective: delta_n {values['delta_n']} is too large: a float32 "
+                          f"model would get a non-positive divisor; use delta_n < {-100 / worst:.1f}")
+    return ObjectiveParams(**{k: values[k] for k in defaults.__dataclass_fields__})
+
+
+def load_search_space(path, layer_names=()):
+    """SearchSpace from quantization_config.yaml; layer_names are the names a limit may use."""
+    data = read_yaml(path)
+    unknown = set(data) - set(SECTIONS) - set(OPTIONAL_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section {sorted(map(str, unknown))[0]!r}; allowed: "
+                          f"{', '.join(SECTIONS + OPTIONAL_SECTIONS)}")
+    return SearchSpace(**{s: _section(path, data, s) for s in SECTIONS},
+                       limit=_limit(path, data, list(layer_names)),
+                       objective=_objective(path, data))
+
+
+def search_choices(space, conv_names, act_names, path="quantization_config.yaml"):
+    """{hyperparameter name: [quantizer strings, fewest bits first]} after the limit.
+
+    A layer's own limit (by name) wins over its type's limit. An empty choice is a ConfigError.
+    """
+    choices = {}
+    layers = [(c, "Conv2D", k) for c in conv_names for k in ("kernel", "bias")]
+    layers += [(a, "Activation", "activation") for a in act_names]
+    for layer, layer_type, kind in layers:
+        max_bits = space.limit.get(layer, space.limit.get(layer_type, {})).get(kind, 32)
+        options = sorted((bits, q) for q, bits in getattr(space, kind).items() if bits <= max_bits)
+        if not options:
+            raise ConfigError(f"{path}: limit: {layer} {kind} at most {max_bits} bits leaves no "
+                              f"quantizer in section {kind}")
+        choices[hp_name(layer, kind)] = [q for _, q in options]
+    return choices

@@ -1,0 +1,89 @@
+"""Run outputs: trials.csv, best_config.yaml, and the summary table printed at the end."""
+import csv
+import os
+
+import yaml
+
+from solvers import cost
+from solvers.networks.base7 import base7, quantizers_from_hp
+
+METRICS = ("size_bits", "val_loss", "val_psnr", "val_score")
+
+
+def _write_atomic(path, write):
+    """Writes through a temporary file and a rename, so a kill never leaves half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def trial_rows(oracle, hp_names):
+    """One dict per trial: id, status, epochs trained, each quantizer, and the metrics of the epoch
+    with the best val_score (not each metric's own best, which could come from different epochs)."""
+    rows = []
+    for trial_id, trial in sorted(oracle.trials.items()):
+        values = trial.hyperparameters.values
+        row = {"trial_id": trial_id, "status": trial.status,
+               **{name: values.get(name, "") for name in hp_names}}
+        metrics = trial.metrics
+        if metrics.exists("val_score"):
+            best_step = metrics.get_best_step("val_score")
+            row["best_epoch"] = best_step + 1
+            for name in METRICS:
+                at_step = [o for o in metrics.get_history(name) if o.step == best_step] \
+                    if metrics.exists(name) else []
+                row[name] = float(at_step[0].mean()) if at_step else ""
+        rows.append(row)
+    return rows
+
+
+def write_trials_csv(path, rows, hp_names):
+    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names]
+
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    _write_atomic(path, write)
+
+
+def write_best_config(path, values, scale, m=4):
+    """best_config.yaml: per-layer quantizers in the form `load_best_config` rebuilds."""
+    document = {"network": {"name": "base7", "scale": scale, "m": m},
+                "quantizers": quantizers_from_hp(values, m)}
+    _write_atomic(path, lambda f: yaml.safe_dump(document, f, sort_keys=False))
+
+
+def load_best_config(path):
+    """An untrained quantized base7 with the per-layer quantizers of a best_config.yaml."""
+    with open(path) as f:
+        document = yaml.safe_load(f)
+    network = document["network"]
+    return base7(scale=network["scale"], m=network["m"], quantizers=document["quantizers"])
+
+
+def summary(model, values, before, after):
+    """The per-layer table of bits and the size and PSNR lines printed at the end of a run."""
+    sizes = cost.layer_sizes(model)
+    float_bits = cost.uniform_size_bits(model, cost.FLOAT_BITS)
+    uniform8 = cost.uniform_size_bits(model, 8)
+    total = sum(s.bits for s in sizes)
+    lines = [f"{'layer':<8}{'params':>8}{'kernel':>8}{'bias':>6}{'relu':>6}{'bits':>10}  quantizers"]
+    for i, s in enumerate(sizes):
+        act = values.get(f"act_{i}_activation")
+        act_bits = "-" if act is None else _bits_in(act)
+        lines.append(f"{s.name:<8}{s.weights + s.biases:>8}{s.kernel_bits:>8}{s.bias_bits:>6}"
+                     f"{act_bits:>6}{s.bits:>10}  {values[f'conv_{i}_kernel']}, "
+                     f"{values[f'conv_{i}_bias']}" + (f", {act}" if act else ""))
+    lines.append(f"size: {total} bits = {total / 8192:.2f} KiB | float32 {float_bits / 8192:.2f} KiB "
+                 f"({float_bits / total:.1f}x smaller) | uniform 8-bit {uniform8 / 8192:.2f} KiB "
+                 f"({uniform8 / total:.2f}x smaller)")
+    lines.append(f"val PSNR: {before['psnr']:.2f} dB after the search, "
+                 f"{after['psnr']:.2f} dB after the retrain")
+    return "\n".join(lines)
+
+
+def _bits_in(quantizer):
+    from qkeras import get_quantizer
+    return get_quantizer(quantizer).bits

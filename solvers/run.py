@@ -1,0 +1,115 @@
+"""One run, top to bottom: settings → data → (float model | search → retrain → report files)."""
+import dataclasses
+import functools
+import os
+import time
+
+import keras
+import numpy as np
+
+from solvers import data, report, search, train
+from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
+from solvers.networks.base7 import MyHyperModel, base7, layer_names
+
+
+def profile_settings(args):
+    """The profile's values with every command-line override applied."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PROFILES[args.profile])
+                 if getattr(args, f.name, None) is not None}
+    return dataclasses.replace(PROFILES[args.profile], **overrides)
+
+
+def load_float_weights(path, scale):
+    """{conv name: [kernel, bias]} from a float32 base7 saved as .keras, checked against the
+    architecture at `scale` (ConfigError naming the file otherwise)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--float-model: {path}: no such file (make float builds it)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for files that are not Keras models
+        raise ConfigError(f"--float-model: {path}: not a loadable .keras model ({e})") from None
+    reference = base7(scale=scale)
+    weights = {}
+    for name in layer_names()[0]:
+        expected = [tuple(w.shape) for w in reference.get_layer(name).get_weights()]
+        try:
+            found = model.get_layer(name).get_weights()
+        except ValueError:
+            found = []
+        if [tuple(w.shape) for w in found] != expected:
+            raise ConfigError(f"--float-model: {path}: not a float32 base7 at scale {scale} "
+                              f"(layer {name}: expected weights {expected})")
+        weights[name] = [np.asarray(w) for w in found]
+    return weights
+
+
+def _datasets(args, profile):
+    """Train and validation pipelines, built once per run (bad data fails here, before any write)."""
+    train_images, val_images = data.load_images(args.data)
+    data.check_patch_fits(train_images, args.scale, profile.patch_size, args.data or "skimage")
+    train_ds = data.train_dataset(train_images, args.scale, profile.patch_size, profile.batch_size,
+                                  args.seed)
+    return train_ds, data.val_dataset(val_images, args.scale)
+
+
+def train_float(args):
+    """Trains the float32 base7 for the profile's whole epoch budget; keeps the best val_psnr."""
+    profile = profile_settings(args)
+    train_ds, val_ds = _datasets(args, profile)
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(os.path.dirname(os.path.abspath(args.float_model)), exist_ok=True)
+    model = train.compile_model(base7(scale=args.scale), args.learning_rate)
+    tmp_path = args.float_model + ".partial.keras"  # renamed once complete
+    callbacks = [keras.callbacks.ModelCheckpoint(tmp_path, monitor="val_psnr", mode="max",
+                                                 save_best_only=True),
+                 keras.callbacks.TensorBoard(os.path.join(args.tb_dir, args.run or "float"),
+                                             profile_batch=0)]
+    epochs = profile.epochs + profile.retrain_epochs
+    print(f"training the float32 base7 for {epochs} epochs × {profile.steps_per_epoch} steps")
+    train.fit(model, train_ds, val_ds, epochs=epochs, steps_per_epoch=profile.steps_per_epoch,
+              callbacks=callbacks)
+    os.replace(tmp_path, args.float_model)
+    best = keras.models.load_model(args.float_model).evaluate(val_ds, return_dict=True, verbose=0)
+    print(f"float32 model: {args.float_model}, val PSNR {best['psnr']:.2f} dB")
+    return 0
+
+
+def search_and_retrain(args):
+    """The main job: search the quantizers, retrain the winner, write the run's files."""
+    started = time.time()
+    profile = profile_settings(args)
+    conv_names, act_names = layer_names()
+    space = load_search_space(args.config, conv_names + act_names)
+    choices = search_choices(space, conv_names, act_names, args.config)
+    float_weights = load_float_weights(args.float_model, args.scale) if args.float_model else None
+    train_ds, val_ds = _datasets(args, profile)
+    run_name = args.run or args.algo + ("_pretrained" if args.float_model else "")
+    run_dir = os.path.join(args.results_dir, run_name)
+    tb_dir = os.path.join(args.tb_dir, run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+
+    bits_of = {**space.kernel, **space.bias, **space.activation}
+    hypermodel = MyHyperModel(
+        choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate),
+        fit_fn=functools.partial(train.fit, objective=space.objective), scale=args.scale,
+        float_weights=float_weights)
+    tuner = search.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
+                              args.seed, run_dir)
+    print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
+          f"{'from ' + args.float_model if args.float_model else 'from scratch'}", flush=True)
+    search.run_search(tuner, train_ds, val_ds, profile.epochs, profile.steps_per_epoch, tb_dir)
+    report.write_trials_csv(os.path.join(run_dir, "trials.csv"),
+                            report.trial_rows(tuner.oracle, list(choices)), list(choices))
+    if not any(t.status == "COMPLETED" for t in tuner.oracle.trials.values()):
+        raise ConfigError(f"{run_dir}: every trial failed; see trials.csv")
+    values, before, after = search.retrain_best(
+        tuner, train_ds, val_ds, profile.epochs, profile.retrain_epochs, profile.steps_per_epoch,
+        space.objective, run_dir, tb_dir)
+    report.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale)
+    best = report.load_best_config(os.path.join(run_dir, "best_config.yaml"))
+    print("\n" + report.summary(best, values, before, after))
+    print(f"outputs: {run_dir}/ (trials.csv, best_config.yaml, best_model.keras, "
+          f"best_model_retrained.keras), TensorBoard: {tb_dir}/ | "
+          f"total time {search._hms(time.time() - started)}")
+    return 0

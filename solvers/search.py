@@ -1,0 +1,134 @@
+"""The search: one Keras Tuner per algorithm, trial progress, then the winner retrained.
+
+The tuner keeps its own state in results/<RUN>/tuner, so running the same RUN again continues the
+search instead of starting over; TensorBoard gets one folder per trial (with HParams) and one for
+the retrain.
+"""
+import os
+import shutil
+import time
+
+import keras
+import keras_tuner as kt
+
+from solvers import train
+
+ALGORITHMS = ("random", "bayesian", "hyperband")
+HYPERBAND_FACTOR = 3
+OBJECTIVE = kt.Objective("val_score", direction="min")
+
+
+class _Progress:
+    """Mixin for a Keras Tuner: one line per trial start and end, elapsed time and an estimate of
+    what remains (in place of Keras Tuner's multi-line hyperparameter table)."""
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self._started = time.time()
+        self._done_before = sum(t.status == "COMPLETED" for t in self.oracle.trials.values())
+        self._done_now = 0
+
+    def total_trials(self):
+        oracle = self.oracle
+        if isinstance(oracle, kt.oracles.HyperbandOracle):
+            return oracle.hyperband_iterations * sum(
+                oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(b + 1))
+        return oracle.max_trials
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self._trial_number = len(self.oracle.trials)
+        epochs = trial.hyperparameters.values.get("tuner/epochs")
+        extra = f", {epochs} epochs" if epochs else ""
+        print(f"\ntrial {self._trial_number}/{self.total_trials()} (id {trial.trial_id}{extra}): "
+              f"{describe(trial.hyperparameters.values, self.bits_of)}", flush=True)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self._done_now += 1
+        elapsed = time.time() - self._started
+        left = max(0, self.total_trials() - self._done_before - self._done_now)
+        eta = elapsed / self._done_now * left
+        score = "failed" if trial.score is None else f"val_score {trial.score:.4f}"
+        print(f"trial {self._trial_number}/{self.total_trials()} done: {score} | "
+              f"elapsed {_hms(elapsed)}, about {_hms(eta)} left for {left} trial(s)", flush=True)
+
+
+def _hms(seconds):
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
+def describe(values, bits_of):
+    """One line of per-layer bits: 'conv_0 4/8 r3 | ...' (kernel/bias bits, then ReLU bits)."""
+    parts, layer = [], 0
+    while f"conv_{layer}_kernel" in values:
+        text = (f"conv_{layer} {bits_of[values[f'conv_{layer}_kernel']]}/"
+                f"{bits_of[values[f'conv_{layer}_bias']]}")
+        if f"act_{layer}_activation" in values:
+            text += f" r{bits_of[values[f'act_{layer}_activation']]}"
+        parts.append(text)
+        layer += 1
+    return " | ".join(parts)
+
+
+def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory):
+    """A Keras Tuner for `algo` (random, bayesian, hyperband) that minimizes val_score.
+
+    Hyperband chooses its own number of trials from `epochs` (its max epochs per trial).
+    `bits_of` maps quantizer strings to bits, for the progress lines.
+    """
+    common = dict(hypermodel=hypermodel, objective=OBJECTIVE, seed=seed, directory=directory,
+                  project_name="tuner", overwrite=False, max_consecutive_failed_trials=max_trials)
+    if algo == "random":
+        base, extra = kt.RandomSearch, dict(max_trials=max_trials)
+    elif algo == "bayesian":
+        base, extra = kt.BayesianOptimization, dict(max_trials=max_trials)
+    elif algo == "hyperband":
+        base, extra = kt.Hyperband, dict(max_epochs=epochs, factor=HYPERBAND_FACTOR)
+    else:
+        raise ValueError(f"unknown algorithm {algo!r}")
+    tuner_class = type(f"{base.__name__}WithProgress", (_Progress, base), {"bits_of": bits_of})
+    tuner = tuner_class(**common, **extra)
+    tuner.oracle.verbose = 0  # our one-line progress replaces the hyperparameter table
+    return tuner
+
+
+def run_search(tuner, train_ds, val_ds, epochs, steps_per_epoch, tb_dir):
+    """Runs (or continues) the search; Keras Tuner gives each trial its own TensorBoard folder."""
+    tensorboard = keras.callbacks.TensorBoard(log_dir=tb_dir, profile_batch=0)
+    tuner.search(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                 callbacks=[tensorboard])
+
+
+def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoch, objective,
+                 run_dir, tb_dir):
+    """Rebuilds the best trial with its best-epoch weights, saves it, then trains it on to
+    epochs + retrain_epochs, keeping the checkpoint with the best val_psnr (the starting model
+    included). Returns (hyperparameter values, val metrics before, val metrics after)."""
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    model = tuner.get_best_models(1)[0]
+    before_path = os.path.join(run_dir, "best_model.keras")
+    after_path = os.path.join(run_dir, "best_model_retrained.keras")
+    model.save(before_path)
+    before = model.evaluate(val_ds, return_dict=True, verbose=0)
+    if os.path.exists(after_path):
+        os.remove(after_path)  # a checkpoint from an earlier run must not pass as this one's
+    if retrain_epochs > 0:
+        print(f"\nretraining the best trial for {retrain_epochs} epochs "
+              f"(epochs {epochs + 1}-{epochs + retrain_epochs})", flush=True)
+        callbacks = [
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                              patience=max(2, retrain_epochs // 10), min_lr=1e-5),
+            keras.callbacks.ModelCheckpoint(after_path, monitor="val_psnr", mode="max",
+                                            save_best_only=True,
+                                            initial_value_threshold=before["psnr"]),
+            keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"), profile_batch=0),
+        ]
+        train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,
+                  steps_per_epoch=steps_per_epoch, initial_epoch=epochs, callbacks=callbacks,
+                  objective=objective)
+    if not os.path.exists(after_path):  # the retrain never beat the searched weights
+        shutil.copyfile(before_path, after_path)
+    after = keras.models.load_model(after_path).evaluate(val_ds, return_dict=True, verbose=0)
+    values = {k: v for k, v in best_hp.values.items() if not k.startswith("tuner/")}
+    return values, before, after
