@@ -6,10 +6,14 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from solvers import data, report, search, train
 from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, base7, layer_names
+
+# Each trial is a new model, so tf.function traces anew; TensorFlow's retracing warning is expected.
+tf.get_logger().setLevel("ERROR")
 
 
 def profile_settings(args):

@@ -7,6 +7,7 @@ the retrain.
 import os
 import shutil
 import time
+import warnings
 
 import keras
 import keras_tuner as kt
@@ -106,7 +107,9 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
     epochs + retrain_epochs, keeping the checkpoint with the best val_psnr (the starting model
     included). Returns (hyperparameter values, val metrics before, val metrics after)."""
     best_hp = tuner.get_best_hyperparameters(1)[0]
-    model = tuner.get_best_models(1)[0]
+    with warnings.catch_warnings():  # the checkpoint holds no optimizer state; Keras warns of it
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model = tuner.get_best_models(1)[0]
     before_path = os.path.join(run_dir, "best_model.keras")
     after_path = os.path.join(run_dir, "best_model_retrained.keras")
     model.save(before_path)

@@ -28,4 +28,5 @@ def fit(model, x, validation_data, epochs, steps_per_epoch, initial_epoch=0, cal
     callbacks = [ScoreCallback(objective), keras.callbacks.TerminateOnNaN(), *callbacks]
     return model.fit(x, validation_data=validation_data, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-                     callbacks=callbacks, verbose=verbose)
+                     callbacks=callbacks, verbose=verbose,
+                     shuffle=False)  # the pipeline already draws random patches

@@ -1,0 +1,73 @@
+# autoq: per-layer quantization search for base7. `make` (or `make help`) lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Variables (any of them on the command line, e.g. `make random TRIALS=5 EPOCHS=2`).
+PROFILE ?= quick
+SEED ?= 1
+CONFIG ?= quantization_config.yaml
+FLOAT_MODEL ?= results/float_$(PROFILE)/float_model.keras
+# Unset means "the profile's value" (solvers/config.py: PROFILES).
+TRIALS ?=
+EPOCHS ?=
+RETRAIN_EPOCHS ?=
+BATCH ?=
+PATCH ?=
+STEPS ?=
+DATA ?=
+RUN ?=
+
+PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) \
+	$(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) \
+	$(if $(PATCH),--patch-size $(PATCH)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
+	$(if $(DATA),--data $(DATA))
+SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN))
+
+ALGOS := random bayesian hyperband
+.PHONY: help $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float test tensorboard clean distclean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make random | bayesian | hyperband      search per-layer quantizers from scratch"
+	@echo "make pretrained_random | _bayesian | _hyperband   search from the float32 model (built once)"
+	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
+	@echo "make test                               run the test suite"
+	@echo "make tensorboard                        tensorboard --logdir tb_logs"
+	@echo "make clean                              delete results/ and tb_logs/ (distclean: and .venv)"
+	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS SEED DATA=folder"
+	@echo "           RUN=name CONFIG=quantization_config.yaml FLOAT_MODEL=path"
+
+# The virtual environment, created on first use and refreshed when requirements.txt changes.
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(ALGOS): $(STAMP)
+	$(PY) autoq.py --algo $@ $(SEARCH_OPTS)
+
+$(addprefix pretrained_,$(ALGOS)): pretrained_%: $(FLOAT_MODEL) $(STAMP)
+	$(PY) autoq.py --algo $* --float-model $(FLOAT_MODEL) $(SEARCH_OPTS)
+
+# A file target: built once per profile and reused by every pretrained_* search.
+$(FLOAT_MODEL): | $(STAMP)
+	$(PY) autoq.py --train-float --float-model $@ --run float_$(PROFILE) $(PROFILE_OPTS)
+
+float: $(FLOAT_MODEL)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir tb_logs
+
+clean:
+	rm -rf results tb_logs .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

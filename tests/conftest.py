@@ -1,0 +1,35 @@
+"""Shared test set-up: quiet TensorFlow, fixed seeds, and helpers to run autoq.py."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+
+
+def run_autoq(*args, cwd=None, timeout=600):
+    """Runs autoq.py in a fresh process; returns the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, str(REPO / "autoq.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_images(folder, count=3, size=(60, 72), seed=0):
+    """`count` random-but-smooth RGB PNGs in `folder` (created), as a tiny HR data set."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        small = rng.integers(0, 256, (size[0] // 4, size[1] // 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize(size[::-1], Image.BICUBIC).save(folder / f"img{i:02d}.png")
+    return folder

@@ -1,0 +1,78 @@
+"""quantization_config.yaml: the shipped file, its validation, the limit and search_choices."""
+import pytest
+
+from solvers.config import ConfigError, load_search_space, search_choices
+from solvers.networks.base7 import layer_names
+from solvers.objective import ObjectiveParams
+
+CONV, ACT = layer_names()
+GOOD_KERNEL = '  "quantized_bits(4,0,alpha=1.0)": 4\n'
+
+
+def write(tmp_path, text):
+    path = tmp_path / "q.yaml"
+    path.write_text(text)
+    return path
+
+
+def minimal(extra="", kernel=GOOD_KERNEL):
+    return (f"kernel:\n{kernel}bias:\n{GOOD_KERNEL}activation:\n"
+            '  "quantized_relu(4,4)": 4\n' + extra)
+
+
+def test_shipped_config_has_bits_2_to_8_everywhere():
+    space = load_search_space("quantization_config.yaml", CONV + ACT)
+    for section in (space.kernel, space.bias, space.activation):
+        assert sorted(section.values()) == list(range(2, 9))
+    assert space.kernel["quantized_bits(2,0,alpha=1.0)"] == 2
+    assert space.activation["quantized_relu(8,8)"] == 8
+    assert space.limit == {} and space.objective == ObjectiveParams()
+    choices = search_choices(space, CONV, ACT)
+    assert len(choices) == 20 and all(len(v) == 7 for v in choices.values())
+
+
+@pytest.mark.parametrize("text, parts", [
+    (minimal(kernel='  "quantized_bitz(4,0)": 4\n'), ['kernel: "quantized_bitz(4,0)"', "qkeras cannot build"]),
+    (minimal(kernel='  "quantized_bits(4,0,alpha=1.0)": 5\n'), ["says 5 bits", "has 4"]),
+    (minimal(kernel='  "quantized_bits(4,0,alpha=1.0)": four\n'), ["'four' is not an integer"]),
+    (minimal(kernel='  "quantized_bits(4,0,alpha=1.0)": -4\n'), ["-4 is not an integer from 1 to 32"]),
+    (minimal(kernel='  "quantized_bits(4,0,alpha=1.0)": 4.0\n'), ["4.0 is not an integer"]),
+    (minimal(kernel='  "quantized_bits(40,0,alpha=1.0)": 40\n'), ["40 is not an integer from 1 to 32"]),
+    (minimal(kernel='  "relu": 4\n'), ['"relu"', "not a qkeras quantizer"]),
+    (minimal(kernel=""), ["kernel: expected a non-empty mapping"]),
+    (minimal("weights: {}\n"), ["unknown section 'weights'"]),
+    ("kernel: [unclosed\n", ["not valid YAML at line"]),
+    ("- just\n- a list\n", ["expected a mapping with sections"]),
+    (minimal("limit: {Dense: [8, 8]}\n"), ["limit: unknown layer type or name 'Dense'", "Conv2D"]),
+    (minimal("limit: {Conv2D: [8, 8, 8]}\n"), ["limit: Conv2D: expected up to 2 max bits"]),
+    (minimal("limit: {Activation: [0]}\n"), ["limit: Activation: 0 is not an integer from 1 to 32"]),
+    (minimal("objective: {delta_q: 3}\n"), ["objective: unknown key 'delta_q'"]),
+    (minimal("objective: {rate: 1}\n"), ["rate must be > 1"]),
+    (minimal("objective: {delta_n: 60}\n"), ["delta_n 60 is too large"]),
+    (minimal("objective: {ref_bits: 0}\n"), ["objective: ref_bits: 0"]),
+])
+def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, parts):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as excinfo:
+        load_search_space(path, CONV + ACT)
+    message = str(excinfo.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for part in parts:
+        assert part in message
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_search_space(tmp_path / "nope.yaml")
+
+
+def test_limit_by_type_and_by_name(tmp_path):
+    kernel = "".join(f'  "quantized_bits({b},0,alpha=1.0)": {b}\n' for b in (2, 4, 8))
+    text = minimal("limit: {Conv2D: [4], conv_6: [8, 2], Activation: 4}\n", kernel=kernel)
+    space = load_search_space(write(tmp_path, text), CONV + ACT)
+    assert space.limit["Conv2D"] == {"kernel": 4, "bias": 4}  # one value applies to both
+    choices = search_choices(space, CONV, ACT)
+    assert choices["conv_0_kernel"] == ["quantized_bits(2,0,alpha=1.0)", "quantized_bits(4,0,alpha=1.0)"]
+    assert choices["conv_6_kernel"][-1] == "quantized_bits(8,0,alpha=1.0)"
+    with pytest.raises(ConfigError, match="conv_6 bias at most 2 bits leaves no quantizer"):
+        search_choices(space, CONV, ACT)  # bias section only has 4 bits: empty for conv_6

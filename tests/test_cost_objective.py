@@ -1,0 +1,87 @@
+"""Quantized size (cost.py) and the blended score (objective.py)."""
+import math
+
+import keras
+import numpy as np
+import pytest
+from qkeras import QConv2D
+
+from solvers import cost, train
+from solvers.networks.base7 import base7, layer_names
+from solvers.objective import ObjectiveParams, blended_score
+
+
+def test_size_on_a_hand_worked_example():
+    # QConv2D 3x3, 2 → 4 channels: 72 weights at 3 bits + 4 biases at 5 bits = 216 + 20 = 236
+    # Conv2D 1x1, 4 → 1 channel (float): (4 weights + 1 bias) at 32 bits       = 160
+    inputs = keras.Input((8, 8, 2))
+    x = QConv2D(4, 3, kernel_quantizer="quantized_bits(3,0,alpha=1.0)",
+                bias_quantizer="quantized_bits(5,0,alpha=1.0)", name="q")(inputs)
+    x = keras.layers.Conv2D(1, 1, name="f")(x)
+    model = keras.Model(inputs, x)
+    sizes = {s.name: s for s in cost.layer_sizes(model)}
+    assert (sizes["q"].weights, sizes["q"].biases, sizes["q"].bits) == (72, 4, 236)
+    assert (sizes["f"].kernel_bits, sizes["f"].bias_bits, sizes["f"].bits) == (32, 32, 160)
+    assert cost.size_bits(model) == 396
+    assert cost.uniform_size_bits(model, 8) == (76 + 5) * 8
+
+
+def test_uniform_quantized_base7_size_equals_uniform_reference():
+    conv, act = layer_names()
+    q4 = {c: {"kernel": "quantized_bits(4,0,alpha=1.0)", "bias": "quantized_bits(4,0,alpha=1.0)"}
+          for c in conv}
+    model = base7(quantizers=q4)
+    assert cost.size_bits(model) == cost.uniform_size_bits(model, 4) == 42539 * 4
+    assert cost.size_bits(base7()) == 42539 * 32
+
+
+def test_score_against_its_formula():
+    p = ObjectiveParams(delta_p=10, delta_n=5, rate=2, stress=1, ref_bits=8)
+    # a quarter of the reference size: i = 2 halvings, delta = 2 * 10 % = 0.2
+    assert blended_score(3.0, 250, 1000, p) == pytest.approx(3.0 / 1.2)
+    # twice the reference size: i = -1, delta = -1 * 5 % = -0.05
+    assert blended_score(3.0, 2000, 1000, p) == pytest.approx(3.0 / 0.95)
+    # stress 0.5 and rate 4: i = log(1000 * 0.5 / 125) / log 4 = 1, delta = 0.1
+    p2 = ObjectiveParams(delta_p=10, delta_n=5, rate=4, stress=0.5)
+    assert blended_score(2.0, 125, 1000, p2) == pytest.approx(2.0 / 1.1)
+    assert blended_score(2.0, 1000, 1000) == 2.0  # at the reference size, the score is the loss
+
+
+@pytest.mark.parametrize("size", [100, 1000, 4000, 32000])
+def test_at_equal_size_a_lower_loss_scores_better(size):
+    assert blended_score(1.0, size, 8000) < blended_score(1.1, size, 8000)
+
+
+@pytest.mark.parametrize("loss", [0.5, 5.0, 50.0])
+def test_at_equal_loss_a_smaller_model_scores_better(loss):
+    sizes = [500, 1000, 4000, 8000, 9000, 16000, 32000]  # both sides of the 8000-bit reference
+    scores = [blended_score(loss, s, 8000) for s in sizes]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores)
+
+
+def test_fit_logs_size_and_score_every_epoch():
+    model = train.compile_model(base7())
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(0, 255, (4, 8, 8, 3)).astype("float32")
+    hr = rng.uniform(0, 255, (4, 24, 24, 3)).astype("float32")
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensors((lr, hr)).repeat()
+    val = tf.data.Dataset.from_tensors((lr, hr))
+    history = train.fit(model, ds, val, epochs=2, steps_per_epoch=2, verbose=0)
+    logs = history.history
+    assert logs["size_bits"] == [42539 * 32.0] * 2
+    for loss, score in zip(logs["val_loss"], logs["val_score"]):
+        assert score == pytest.approx(loss / (1 + math.log(8 / 32, 2) * 0.08))
+    assert len(logs["val_psnr"]) == 2 and all(0 < v < 60 for v in logs["val_psnr"])
+
+
+def test_psnr_scores_the_rounded_clipped_output():
+    import tensorflow as tf
+    truth = tf.fill((1, 4, 4, 3), 100.0)
+    # 100.4 rounds to 100 (exact), 300 clips to 255
+    assert np.isinf(train.psnr(truth, truth + 0.4).numpy()).all()
+    d = 255.0 - 100.0
+    clipped = train.psnr(truth, tf.fill((1, 4, 4, 3), 300.0)).numpy()[0]
+    assert clipped == pytest.approx(20 * math.log10(255 / d), abs=1e-3)
+    offset = train.psnr(truth, truth + 5).numpy()[0]
+    assert offset == pytest.approx(20 * math.log10(255 / 5), abs=1e-3)
