@@ -67,8 +67,24 @@ def parse_args(argv=None):
     return args
 
 
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with its C++ start-up lines (oneDNN notice, CUDA probing on a machine
+    without a GPU) sent to /dev/null, so stderr carries only what matters. Import errors still
+    show: the descriptor is restored before any exception propagates."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    _import_tensorflow_quietly()
     from solvers.config import ConfigError
     try:
         from solvers import run

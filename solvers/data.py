@@ -182,11 +182,12 @@ def train_dataset(images: list[np.ndarray], scale: int, patch: int, batch: int,
         lr = _crop(lr_flat, lr_offsets[k], lr_w, y, x, patch)
         hr = _crop(hr_flat, hr_offsets[k], hr_shapes[k][1], y * scale, x * scale, hr_patch)
         d = tf.cast(draws[3] * 8, tf.int64)
-        lr = _dihedral(lr, d % 2 == 1, d // 2)
-        hr = _dihedral(hr, d % 2 == 1, d // 2)
+        # float32 before the transforms: oneDNN has no uint8 kernels here and logs an error line.
+        lr = _dihedral(tf.cast(lr, tf.float32), d % 2 == 1, d // 2)
+        hr = _dihedral(tf.cast(hr, tf.float32), d % 2 == 1, d // 2)
         # rot90 with a tensor k loses the static shape; patches are square so restore it.
-        lr = tf.ensure_shape(tf.cast(lr, tf.float32), (patch, patch, 3))
-        hr = tf.ensure_shape(tf.cast(hr, tf.float32), (hr_patch, hr_patch, 3))
+        lr = tf.ensure_shape(lr, (patch, patch, 3))
+        hr = tf.ensure_shape(hr, (hr_patch, hr_patch, 3))
         return lr, hr
 
     ds = tf.data.Dataset.counter(dtype=tf.int64)

@@ -4,12 +4,18 @@ import tensorflow as tf
 
 from solvers.objective import ObjectiveParams, ScoreCallback
 
+PSNR_CAP = 100.0  # dB
+
 
 @keras.saving.register_keras_serializable(package="autoq")
 def psnr(y_true, y_pred):
-    """PSNR in dB of the output as it would be stored: rounded and clipped to 8-bit pixels."""
+    """PSNR in dB of the output as it would be stored: rounded and clipped to 8-bit pixels.
+
+    Capped at PSNR_CAP: an exact patch (a black sky crop, say) has infinite PSNR, and one such
+    patch would make the batch mean infinite.
+    """
     y_pred = tf.round(tf.clip_by_value(y_pred, 0.0, 255.0))
-    return tf.image.psnr(y_true, y_pred, max_val=255.0)
+    return tf.minimum(tf.image.psnr(y_true, y_pred, max_val=255.0), PSNR_CAP)
 
 
 def compile_model(model, learning_rate=1e-3):

@@ -20,12 +20,19 @@ def minimal(extra="", kernel=GOOD_KERNEL):
             '  "quantized_relu(4,4)": 4\n' + extra)
 
 
+def test_seed_config_still_loads():
+    space = load_search_space("configs/seed_quantization_config.yaml", CONV + ACT)
+    assert space.kernel["quantized_bits(2,0,alpha=1.0)"] == 2
+    assert space.activation["quantized_relu(8,8)"] == 8
+
+
 def test_shipped_config_has_bits_2_to_8_everywhere():
     space = load_search_space("quantization_config.yaml", CONV + ACT)
     for section in (space.kernel, space.bias, space.activation):
         assert sorted(section.values()) == list(range(2, 9))
-    assert space.kernel["quantized_bits(2,0,alpha=1.0)"] == 2
-    assert space.activation["quantized_relu(8,8)"] == 8
+    assert space.kernel['quantized_bits(2,0,alpha="auto_po2")'] == 2
+    assert space.bias["quantized_bits(2,0,alpha=1.0)"] == 2
+    assert space.activation["quantized_relu(2,8)"] == 2
     assert space.limit == {} and space.objective == ObjectiveParams()
     choices = search_choices(space, CONV, ACT)
     assert len(choices) == 20 and all(len(v) == 7 for v in choices.values())
@@ -68,11 +75,15 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 def test_limit_by_type_and_by_name(tmp_path):
     kernel = "".join(f'  "quantized_bits({b},0,alpha=1.0)": {b}\n' for b in (2, 4, 8))
-    text = minimal("limit: {Conv2D: [4], conv_6: [8, 2], Activation: 4}\n", kernel=kernel)
+    text = minimal("limit: {Conv2D: [4], conv_6: [8, 4], Activation: 4}\n", kernel=kernel)
     space = load_search_space(write(tmp_path, text), CONV + ACT)
     assert space.limit["Conv2D"] == {"kernel": 4, "bias": 4}  # one value applies to both
     choices = search_choices(space, CONV, ACT)
     assert choices["conv_0_kernel"] == ["quantized_bits(2,0,alpha=1.0)", "quantized_bits(4,0,alpha=1.0)"]
-    assert choices["conv_6_kernel"][-1] == "quantized_bits(8,0,alpha=1.0)"
+    assert choices["conv_6_kernel"][-1] == "quantized_bits(8,0,alpha=1.0)"  # the name wins
+
+
+def test_a_limit_that_leaves_nothing_is_a_config_error(tmp_path):
+    space = load_search_space(write(tmp_path, minimal("limit: {conv_6: [8, 2]}\n")), CONV + ACT)
     with pytest.raises(ConfigError, match="conv_6 bias at most 2 bits leaves no quantizer"):
-        search_choices(space, CONV, ACT)  # bias section only has 4 bits: empty for conv_6
+        search_choices(space, CONV, ACT)  # the bias section only offers 4 bits

@@ -78,8 +78,8 @@ def test_fit_logs_size_and_score_every_epoch():
 def test_psnr_scores_the_rounded_clipped_output():
     import tensorflow as tf
     truth = tf.fill((1, 4, 4, 3), 100.0)
-    # 100.4 rounds to 100 (exact), 300 clips to 255
-    assert np.isinf(train.psnr(truth, truth + 0.4).numpy()).all()
+    # 100.4 rounds to 100 (exact: capped, not inf), 300 clips to 255
+    assert (train.psnr(truth, truth + 0.4).numpy() == train.PSNR_CAP).all()
     d = 255.0 - 100.0
     clipped = train.psnr(truth, tf.fill((1, 4, 4, 3), 300.0)).numpy()[0]
     assert clipped == pytest.approx(20 * math.log10(255 / d), abs=1e-3)

@@ -14,8 +14,8 @@ from solvers.networks.base7 import (MyHyperModel, base7, copy_float_weights, lay
 from solvers.networks.layers import DepthToSpace
 
 CONV, ACT = layer_names()
-KBITS = {b: f"quantized_bits({b},0,alpha=1.0)" for b in range(2, 9)}
-RELU = {b: f"quantized_relu({b},{b})" for b in range(2, 9)}
+KBITS = {b: f'quantized_bits({b},0,alpha="auto_po2")' for b in range(2, 9)}
+RELU = {b: f"quantized_relu({b},8)" for b in range(2, 9)}
 SPACE = SearchSpace(kernel={q: b for b, q in KBITS.items()}, bias={q: b for b, q in KBITS.items()},
                     activation={q: b for b, q in RELU.items()})
 
