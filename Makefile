@@ -28,10 +28,11 @@ PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) \
 SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN))
 
 ALGOS := random bayesian hyperband
-.PHONY: help $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float test tensorboard clean distclean
+.PHONY: help venv $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float test tensorboard clean distclean
 .DEFAULT_GOAL := help
 
 help:
+	@echo "make venv                               create .venv and install requirements.txt (any target does)"
 	@echo "make random | bayesian | hyperband      search per-layer quantizers from scratch"
 	@echo "make pretrained_random | _bayesian | _hyperband   search from the float32 model (built once)"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
@@ -46,6 +47,8 @@ $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
 	touch $@
+
+venv: $(STAMP)
 
 $(ALGOS): $(STAMP)
 	$(PY) autoq.py --algo $@ $(SEARCH_OPTS)
