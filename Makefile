@@ -18,17 +18,23 @@ BATCH ?=
 PATCH ?=
 STEPS ?=
 DATA ?=
+LR_DATA ?=
+DIV2K_ROOT ?=
+TRAIN_IMAGES ?=
+VAL_IMAGES ?=
 RUN ?=
 
 PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) \
 	$(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) \
 	$(if $(PATCH),--patch-size $(PATCH)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
-	$(if $(DATA),--data $(DATA))
+	$(if $(DATA),--data $(DATA)) $(if $(LR_DATA),--lr-data $(LR_DATA)) \
+	$(if $(DIV2K_ROOT),--div2k-root $(DIV2K_ROOT)) $(if $(TRAIN_IMAGES),--train-images $(TRAIN_IMAGES)) \
+	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES))
 SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN))
 
 ALGOS := random bayesian hyperband
-.PHONY: help venv $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float test tensorboard clean distclean
+.PHONY: help venv div2k $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float test tensorboard clean distclean
 .DEFAULT_GOAL := help
 
 help:
@@ -36,10 +42,12 @@ help:
 	@echo "make random | bayesian | hyperband      search per-layer quantizers from scratch"
 	@echo "make pretrained_random | _bayesian | _hyperband   search from the float32 model (built once)"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
+	@echo "make div2k [DIV2K_ROOT=data/DIV2K]      download DIV2K (x3) from its official site"
 	@echo "make test                               run the test suite"
 	@echo "make tensorboard                        tensorboard --logdir tb_logs"
 	@echo "make clean                              delete results/ and tb_logs/ (distclean: and .venv)"
-	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS SEED DATA=folder"
+	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS SEED"
+	@echo "           DATA=folder|div2k LR_DATA=folder DIV2K_ROOT=path TRAIN_IMAGES=n VAL_IMAGES=n"
 	@echo "           RUN=name CONFIG=quantization_config.yaml FLOAT_MODEL=path"
 
 # The virtual environment, created on first use and refreshed when requirements.txt changes.
@@ -61,6 +69,10 @@ $(FLOAT_MODEL): | $(STAMP)
 	$(PY) autoq.py --train-float --float-model $@ --run float_$(PROFILE) $(PROFILE_OPTS)
 
 float: $(FLOAT_MODEL)
+
+# Needs internet access (about 3.8 GB for x3); never run by the tests.
+div2k: $(STAMP)
+	$(PY) -m solvers.download_div2k --root $(or $(DIV2K_ROOT),data/DIV2K) --scale $(or $(SCALE),3)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -49,8 +49,12 @@ def parse_args(argv=None):
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=3)
-    p.add_argument("--data", default=None, help="folder of HR PNG/JPEG images (default: "
-                   "the photos scikit-image ships)")
+    p.add_argument("--data", default=None, help="folder of HR PNG/JPEG images, or div2k "
+                   "(default: the photos scikit-image ships)")
+    p.add_argument("--lr-data", default=None, help="folder of LR images matching --data by name")
+    p.add_argument("--div2k-root", default=None, help="DIV2K's folder, for --data div2k")
+    p.add_argument("--train-images", type=_positive_int, help="use the first n training images")
+    p.add_argument("--val-images", type=_positive_int, help="use the first n validation images")
     p.add_argument("--config", default="quantization_config.yaml", help="search space YAML")
     p.add_argument("--float-model", default=None, help="float32 base7 .keras to start from")
     p.add_argument("--train-float", action="store_true",

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from solvers import data, report, search, train
+from solvers import data, report, search, sources, train
 from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, base7, layer_names
 
@@ -49,11 +49,15 @@ def load_float_weights(path, scale):
 
 def _datasets(args, profile):
     """Train and validation pipelines, built once per run (bad data fails here, before any write)."""
-    train_images, val_images = data.load_images(args.data)
-    data.check_patch_fits(train_images, args.scale, profile.patch_size, args.data or "skimage")
-    train_ds = data.train_dataset(train_images, args.scale, profile.patch_size, profile.batch_size,
-                                  args.seed)
-    return train_ds, data.val_dataset(val_images, args.scale)
+    train_pairs, val_pairs = sources.load_pairs(
+        args.data, args.scale, lr_data=args.lr_data, div2k_root=args.div2k_root,
+        train_images=args.train_images, val_images=args.val_images)
+    data.check_patch_fits(train_pairs, profile.patch_size, args.data or "skimage")
+    print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation images "
+          f"({args.data or 'scikit-image photos'}), decoded in memory", flush=True)
+    train_ds = data.train_dataset(train_pairs, args.scale, profile.patch_size,
+                                  profile.batch_size, args.seed)
+    return train_ds, data.val_dataset(val_pairs)
 
 
 def train_float(args):
@@ -62,7 +66,7 @@ def train_float(args):
     train_ds, val_ds = _datasets(args, profile)
     keras.utils.set_random_seed(args.seed)
     os.makedirs(os.path.dirname(os.path.abspath(args.float_model)), exist_ok=True)
-    model = train.compile_model(base7(scale=args.scale), args.learning_rate)
+    model = train.compile_model(base7(scale=args.scale), args.learning_rate, border=args.scale)
     tmp_path = args.float_model + ".partial.keras"  # renamed once complete
     callbacks = [keras.callbacks.ModelCheckpoint(tmp_path, monitor="val_psnr", mode="max",
                                                  save_best_only=True),
@@ -95,7 +99,8 @@ def search_and_retrain(args):
 
     bits_of = {**space.kernel, **space.bias, **space.activation}
     hypermodel = MyHyperModel(
-        choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate),
+        choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate,
+                                              border=args.scale),
         fit_fn=functools.partial(train.fit, objective=space.objective), scale=args.scale,
         float_weights=float_weights)
     tuner = search.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,

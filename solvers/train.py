@@ -2,25 +2,38 @@
 import keras
 import tensorflow as tf
 
+from solvers import metrics
 from solvers.objective import ObjectiveParams, ScoreCallback
 
 PSNR_CAP = 100.0  # dB
 
 
 @keras.saving.register_keras_serializable(package="autoq")
-def psnr(y_true, y_pred):
-    """PSNR in dB of the output as it would be stored: rounded and clipped to 8-bit pixels.
+class PSNR(keras.metrics.MeanMetricWrapper):
+    """Mean per-image PSNR, by the protocol of solvers/metrics.py: Y channel of BT.601, `border`
+    pixels cropped from each side (the scale), output rounded and clipped to 8 bits.
 
     Capped at PSNR_CAP: an exact patch (a black sky crop, say) has infinite PSNR, and one such
     patch would make the batch mean infinite.
     """
-    y_pred = tf.round(tf.clip_by_value(y_pred, 0.0, 255.0))
-    return tf.minimum(tf.image.psnr(y_true, y_pred, max_val=255.0), PSNR_CAP)
+
+    def __init__(self, border=0, y_only=True, name="psnr", dtype=None):
+        super().__init__(fn=_capped_psnr, name=name, dtype=dtype, border=border, y_only=y_only)
+        self.border, self.y_only = border, y_only
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "border": self.border,
+                "y_only": self.y_only}
 
 
-def compile_model(model, learning_rate=1e-3):
-    """Adam + L1 loss + PSNR, the setup of every model this tool trains."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mae", metrics=[psnr])
+def _capped_psnr(y_true, y_pred, border, y_only):
+    return tf.minimum(metrics.psnr(y_true, y_pred, border, y_only), PSNR_CAP)
+
+
+def compile_model(model, learning_rate=1e-3, border=3):
+    """Adam + L1 loss + Y-PSNR with `border` (the scale) cropped: every model this tool trains."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mae",
+                  metrics=[PSNR(border=border)])
     return model
 
 

@@ -75,13 +75,15 @@ def test_fit_logs_size_and_score_every_epoch():
     assert len(logs["val_psnr"]) == 2 and all(0 < v < 60 for v in logs["val_psnr"])
 
 
-def test_psnr_scores_the_rounded_clipped_output():
+def test_psnr_metric_is_capped_and_scores_the_8bit_y_output():
     import tensorflow as tf
-    truth = tf.fill((1, 4, 4, 3), 100.0)
-    # 100.4 rounds to 100 (exact: capped, not inf), 300 clips to 255
-    assert (train.psnr(truth, truth + 0.4).numpy() == train.PSNR_CAP).all()
-    d = 255.0 - 100.0
-    clipped = train.psnr(truth, tf.fill((1, 4, 4, 3), 300.0)).numpy()[0]
-    assert clipped == pytest.approx(20 * math.log10(255 / d), abs=1e-3)
-    offset = train.psnr(truth, truth + 5).numpy()[0]
-    assert offset == pytest.approx(20 * math.log10(255 / 5), abs=1e-3)
+    truth = tf.fill((2, 12, 12, 3), 100.0)
+    metric = train.PSNR(border=3)
+    metric.update_state(truth, truth + 0.4)  # rounds back to 100: exact, capped instead of inf
+    assert float(metric.result()) == train.PSNR_CAP
+    metric = train.PSNR(border=3)
+    metric.update_state(truth, truth + 5)  # Y moves by 5 * (65.481 + 128.553 + 24.966) / 255
+    d = 5 * 219.0 / 255
+    assert float(metric.result()) == pytest.approx(20 * math.log10(255 / d), abs=1e-3)
+    restored = train.PSNR.from_config(metric.get_config())
+    assert (restored.border, restored.y_only, restored.name) == (3, True, "psnr")
