@@ -34,7 +34,7 @@ PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) \
 SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN))
 
 ALGOS := random bayesian hyperband
-.PHONY: help venv div2k $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float test tensorboard clean distclean
+.PHONY: help venv div2k $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
 .DEFAULT_GOAL := help
 
 help:
@@ -42,6 +42,7 @@ help:
 	@echo "make random | bayesian | hyperband      search per-layer quantizers from scratch"
 	@echo "make pretrained_random | _bayesian | _hyperband   search from the float32 model (built once)"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
+	@echo "make eval MODEL=path EVAL_DATA=folder    PSNR/SSIM vs bicubic, per image (SCALE LR_DATA FLOAT_MODEL EVAL_OUT SAVE_IMAGES=1)"
 	@echo "make div2k [DIV2K_ROOT=data/DIV2K]      download DIV2K (x3) from its official site"
 	@echo "make test                               run the test suite"
 	@echo "make tensorboard                        tensorboard --logdir tb_logs"
@@ -69,6 +70,23 @@ $(FLOAT_MODEL): | $(STAMP)
 	$(PY) autoq.py --train-float --float-model $@ --run float_$(PROFILE) $(PROFILE_OPTS)
 
 float: $(FLOAT_MODEL)
+
+# Scores a saved model per image against bicubic (solvers/evaluate.py) into <model dir>/eval/ or
+# EVAL_OUT. FLOAT_MODEL has a default, so its column is added only when given on the command line.
+MODEL ?=
+EVAL_DATA ?=
+SCALE ?= 3
+EVAL_OUT ?=
+SAVE_IMAGES ?=
+EVAL_OPTS = --model $(MODEL) --data $(EVAL_DATA) --scale $(SCALE) \
+	$(if $(LR_DATA),--lr-data $(LR_DATA)) $(if $(EVAL_OUT),--out $(EVAL_OUT)) \
+	$(if $(filter command line,$(origin FLOAT_MODEL)),--float-model $(FLOAT_MODEL)) \
+	$(if $(filter 1,$(SAVE_IMAGES)),--save-images)
+
+eval: $(STAMP)
+	@if [ -z "$(MODEL)" ]; then echo "error: make eval needs MODEL=path/to/model.keras" >&2; exit 2; fi
+	@if [ -z "$(EVAL_DATA)" ]; then echo "error: make eval needs EVAL_DATA=folder" >&2; exit 2; fi
+	$(PY) -m solvers.evaluate $(EVAL_OPTS)
 
 # Needs internet access (about 3.8 GB for x3); never run by the tests.
 div2k: $(STAMP)

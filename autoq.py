@@ -9,10 +9,7 @@ Defaults come from the profile (solvers/config.py: PROFILES); every option overr
 User errors print one line `error: ...` and exit 2, before anything in results/<RUN> is touched.
 """
 import argparse
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,24 +68,8 @@ def parse_args(argv=None):
     return args
 
 
-def _import_tensorflow_quietly():
-    """Imports TensorFlow with its C++ start-up lines (oneDNN notice, CUDA probing on a machine
-    without a GPU) sent to /dev/null, so stderr carries only what matters. Import errors still
-    show: the descriptor is restored before any exception propagates."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    _import_tensorflow_quietly()
+    args = parse_args(argv)  # before importing TensorFlow, so option errors come at once
     from solvers.config import ConfigError
     try:
         from solvers import run

@@ -1,12 +1,10 @@
 """autoq.py's command line: every bad input is one line `error: ...`, exit 2, nothing overwritten."""
-import sys
 
-import keras
 import pytest
 from PIL import Image
 
 import autoq
-from conftest import run_autoq, write_images
+from conftest import run_autoq
 from solvers.networks.base7 import base7
 
 TINY = ["--trials", "1", "--epochs", "1", "--retrain-epochs", "0", "--steps-per-epoch", "1",

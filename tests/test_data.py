@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from solvers.data import check_patch_fits, train_dataset, val_dataset
 from solvers.sources import DataError, bicubic_pair, make_lr

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import run_autoq, write_images
 from solvers import cost
@@ -20,6 +21,7 @@ def images(tmp_path_factory):
 
 
 def _search(tmp_path, images, *args):
+    """autoq.py on the tiny folder `images` (a later --data wins) with TINY settings."""
     result = run_autoq(*TINY, "--data", images, "--results-dir", tmp_path / "results",
                        "--tb-dir", tmp_path / "tb", *args)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -30,9 +32,26 @@ def _tensorboard_text(folder):
     return b"".join(p.read_bytes() for p in folder.rglob("events.out.tfevents.*"))
 
 
-@pytest.mark.parametrize("algo", ["random", "bayesian"])
-def test_tiny_search_writes_every_output(tmp_path, images, algo):
-    result = _search(tmp_path, images, "--algo", algo, "--trials", "2")
+def fake_div2k(root):
+    """A tiny tree with DIV2K's official names: 3 training and 2 validation images at ×3."""
+    rng = np.random.default_rng(0)
+    for part, numbers in (("train", (1, 2, 3)), ("valid", (801, 802))):
+        for n in numbers:
+            for folder, name, size in ((f"DIV2K_{part}_HR", f"{n:04d}.png", 36),
+                                       (f"DIV2K_{part}_LR_bicubic/X3", f"{n:04d}x3.png", 12)):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / folder / name)
+    return root
+
+
+@pytest.mark.parametrize("algo, source", [("random", "folder"), ("bayesian", "div2k")])
+def test_tiny_search_writes_every_output(tmp_path, images, algo, source):
+    data = ["--data", "div2k", "--div2k-root", fake_div2k(tmp_path / "DIV2K")] \
+        if source == "div2k" else []
+    result = _search(tmp_path, images, "--algo", algo, "--trials", "2", *data)
+    if source == "div2k":
+        assert "data: 3 training and 2 validation images (div2k)" in result.stdout
     run_dir, tb_dir = tmp_path / "results" / algo, tmp_path / "tb" / algo
     for name in ("trials.csv", "best_config.yaml", "best_model.keras", "best_model_retrained.keras"):
         assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name

@@ -2,7 +2,6 @@
 import subprocess
 import sys
 
-import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
