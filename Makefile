@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 SEED ?= 1
 CONFIG ?= quantization_config.yaml
-FLOAT_MODEL ?= results/float_$(PROFILE)/float_model.keras
+SCALE ?= 3
+FLOAT_MODEL ?= results/float_$(PROFILE)_x$(SCALE)/float_model.keras
 # Unset means "the profile's value" (solvers/config.py: PROFILES).
 TRIALS ?=
 EPOCHS ?=
@@ -24,17 +25,18 @@ TRAIN_IMAGES ?=
 VAL_IMAGES ?=
 RUN ?=
 
-PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) \
+PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) --scale $(SCALE) \
 	$(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) \
 	$(if $(PATCH),--patch-size $(PATCH)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
 	$(if $(DATA),--data $(DATA)) $(if $(LR_DATA),--lr-data $(LR_DATA)) \
 	$(if $(DIV2K_ROOT),--div2k-root $(DIV2K_ROOT)) $(if $(TRAIN_IMAGES),--train-images $(TRAIN_IMAGES)) \
 	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES))
-SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN))
+SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN)) \
+	$(if $(filter 1,$(FRESH)),--fresh)
 
 ALGOS := random bayesian hyperband
-.PHONY: help venv div2k $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
+.PHONY: help venv div2k baselines $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
 .DEFAULT_GOAL := help
 
 help:
@@ -42,14 +44,17 @@ help:
 	@echo "make random | bayesian | hyperband      search per-layer quantizers from scratch"
 	@echo "make pretrained_random | _bayesian | _hyperband   search from the float32 model (built once)"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
+	@echo "make baselines [BASELINE_EPOCHS=n]      uniform 2..8-bit and float32 models, as one trial"
 	@echo "make eval MODEL=path EVAL_DATA=folder    PSNR/SSIM vs bicubic, per image (SCALE LR_DATA FLOAT_MODEL EVAL_OUT SAVE_IMAGES=1)"
+	@echo "make report RUN=name                    report.md + plots of a run (Pareto front, bits, SR crops; TensorBoard)"
+	@echo "make compare RUNS=\"a b\"                 Pareto fronts of several runs: results/compare/"
 	@echo "make div2k [DIV2K_ROOT=data/DIV2K]      download DIV2K (x3) from its official site"
 	@echo "make test                               run the test suite"
 	@echo "make tensorboard                        tensorboard --logdir tb_logs"
 	@echo "make clean                              delete results/ and tb_logs/ (distclean: and .venv)"
-	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS SEED"
+	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS SEED SCALE=3"
 	@echo "           DATA=folder|div2k LR_DATA=folder DIV2K_ROOT=path TRAIN_IMAGES=n VAL_IMAGES=n"
-	@echo "           RUN=name CONFIG=quantization_config.yaml FLOAT_MODEL=path"
+	@echo "           RUN=name FRESH=1 CONFIG=quantization_config.yaml FLOAT_MODEL=path"
 
 # The virtual environment, created on first use and refreshed when requirements.txt changes.
 $(STAMP): requirements.txt
@@ -67,15 +72,18 @@ $(addprefix pretrained_,$(ALGOS)): pretrained_%: $(FLOAT_MODEL) $(STAMP)
 
 # A file target: built once per profile and reused by every pretrained_* search.
 $(FLOAT_MODEL): | $(STAMP)
-	$(PY) autoq.py --train-float --float-model $@ --run float_$(PROFILE) $(PROFILE_OPTS)
+	$(PY) autoq.py --train-float --float-model $@ --run float_$(PROFILE)_x$(SCALE) $(PROFILE_OPTS)
 
 float: $(FLOAT_MODEL)
+
+# Uniform-width references for the report, trained like one search trial (BASELINE_EPOCHS: longer).
+baselines: $(STAMP)
+	$(PY) autoq.py --baselines $(SEARCH_OPTS) $(if $(BASELINE_EPOCHS),--baseline-epochs $(BASELINE_EPOCHS))
 
 # Scores a saved model per image against bicubic (solvers/evaluate.py) into <model dir>/eval/ or
 # EVAL_OUT. FLOAT_MODEL has a default, so its column is added only when given on the command line.
 MODEL ?=
 EVAL_DATA ?=
-SCALE ?= 3
 EVAL_OUT ?=
 SAVE_IMAGES ?=
 EVAL_OPTS = --model $(MODEL) --data $(EVAL_DATA) --scale $(SCALE) \
@@ -88,9 +96,23 @@ eval: $(STAMP)
 	@if [ -z "$(EVAL_DATA)" ]; then echo "error: make eval needs EVAL_DATA=folder" >&2; exit 2; fi
 	$(PY) -m solvers.evaluate $(EVAL_OPTS)
 
+# Results to look at (solvers/run_report.py): report.md and PNGs in results/<RUN>/, the same images in
+# TensorBoard under tb_logs/<RUN>/report; compare: results/compare/compare.md and compare.png.
+RUNS ?=
+.PHONY: report compare
+
+report: $(STAMP)
+	@if [ -z "$(RUN)" ]; then echo "error: make report needs RUN=name" >&2; exit 2; fi
+	$(PY) -m solvers.run_report --run-dir results/$(RUN) \
+		--baselines results/baselines/$(PROFILE)/baselines.csv --tb-dir tb_logs/$(RUN)
+
+compare: $(STAMP)
+	@if [ -z "$(strip $(RUNS))" ]; then echo "error: make compare needs RUNS=\"run1 run2 ...\"" >&2; exit 2; fi
+	$(PY) -m solvers.run_report --compare $(addprefix results/,$(RUNS)) --out results/compare
+
 # Needs internet access (about 3.8 GB for x3); never run by the tests.
 div2k: $(STAMP)
-	$(PY) -m solvers.download_div2k --root $(or $(DIV2K_ROOT),data/DIV2K) --scale $(or $(SCALE),3)
+	$(PY) -m solvers.download_div2k --root $(or $(DIV2K_ROOT),data/DIV2K) --scale $(SCALE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -56,9 +56,17 @@ def parse_args(argv=None):
     p.add_argument("--float-model", default=None, help="float32 base7 .keras to start from")
     p.add_argument("--train-float", action="store_true",
                    help="train the float32 reference and save it to --float-model")
+    p.add_argument("--baselines", action="store_true",
+                   help="train the uniform baselines (every width, float32) instead of searching")
+    p.add_argument("--baseline-epochs", type=_positive_int,
+                   help="epochs per baseline (default: one search trial's, --epochs)")
     p.add_argument("--run", default=None, help="run name (default: the algorithm, "
                    "+ _pretrained with --float-model)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start the run over, moving its old results and logs aside")
     p.add_argument("--results-dir", default="results")
+    p.add_argument("--test-nan-trials", type=lambda t: {int(x) for x in t.split(",")},
+                   default=None, help=argparse.SUPPRESS)  # tests: make these trials diverge
     p.add_argument("--tb-dir", default="tb_logs")
     args = p.parse_args(argv)
     if args.train_float and not args.float_model:
@@ -73,7 +81,9 @@ def main(argv=None):
     from solvers.config import ConfigError
     try:
         from solvers import run
-        return run.train_float(args) if args.train_float else run.search_and_retrain(args)
+        if args.train_float:
+            return run.train_float(args)
+        return run.uniform_baselines(args) if args.baselines else run.search_and_retrain(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,10 +24,15 @@ def trial_rows(oracle, hp_names):
     rows = []
     for trial_id, trial in sorted(oracle.trials.items()):
         values = trial.hyperparameters.values
-        row = {"trial_id": trial_id, "status": trial.status,
+        # Keras Tuner calls a trial that raised INVALID (FAILED when it raised FailedTrialError):
+        # both are failures to a user, and the reason is the exception's last line.
+        failed = trial.status in ("INVALID", "FAILED")
+        reason = (trial.message or "").strip().splitlines()[-1:] if failed else []
+        row = {"trial_id": trial_id, "status": "FAILED" if failed else trial.status,
+               "reason": reason[0] if reason else "",
                **{name: values.get(name, "") for name in hp_names}}
         metrics = trial.metrics
-        if metrics.exists("val_score"):
+        if metrics.exists("val_score") and not failed:
             best_step = metrics.get_best_step("val_score")
             row["best_epoch"] = best_step + 1
             for name in METRICS:
@@ -39,7 +44,7 @@ def trial_rows(oracle, hp_names):
 
 
 def write_trials_csv(path, rows, hp_names):
-    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names]
+    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "reason"]
 
     def write(f):
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
@@ -48,11 +53,32 @@ def write_trials_csv(path, rows, hp_names):
     _write_atomic(path, write)
 
 
+def write_yaml(path, document):
+    _write_atomic(path, lambda f: yaml.safe_dump(document, f, sort_keys=False))
+
+
 def write_best_config(path, values, scale, m=4):
     """best_config.yaml: per-layer quantizers in the form `load_best_config` rebuilds."""
-    document = {"network": {"name": "base7", "scale": scale, "m": m},
-                "quantizers": quantizers_from_hp(values, m)}
-    _write_atomic(path, lambda f: yaml.safe_dump(document, f, sort_keys=False))
+    write_yaml(path, {"network": {"name": "base7", "scale": scale, "m": m},
+                      "quantizers": quantizers_from_hp(values, m)})
+
+
+def summary_record(model, trial_id, values, before, after):
+    """summary.yaml: the chosen trial, its sizes and its validation scores before and after the
+    retrain (what the report and comparisons read, without loading any model)."""
+    return {
+        "best_trial": trial_id,
+        "size_bits": cost.size_bits(model),
+        "float32_bits": cost.uniform_size_bits(model, cost.FLOAT_BITS),
+        "uniform8_bits": cost.uniform_size_bits(model, 8),
+        "val_psnr_search": float(before["psnr"]), "val_loss_search": float(before["loss"]),
+        "val_psnr_retrained": float(after["psnr"]), "val_loss_retrained": float(after["loss"]),
+        "layers": [{"name": s.name, "weights": s.weights, "biases": s.biases,
+                    "kernel_bits": s.kernel_bits, "bias_bits": s.bias_bits,
+                    "activation_bits": None if f"act_{i}_activation" not in values
+                    else _bits_in(values[f"act_{i}_activation"])}
+                   for i, s in enumerate(cost.layer_sizes(model))],
+    }
 
 
 def load_best_config(path):

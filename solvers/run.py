@@ -7,8 +7,9 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
-from solvers import data, report, search, sources, train
+from solvers import baselines, data, report, run_report, search, sources, train
 from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, base7, layer_names
 
@@ -82,6 +83,70 @@ def train_float(args):
     return 0
 
 
+def run_settings(args, run_name, profile, space, choices):
+    """Everything that defines a search, as written to results/<RUN>/run.yaml."""
+    import keras_tuner
+    import qkeras
+    return {
+        "run": run_name, "algo": args.algo, "profile": args.profile,
+        "settings": dataclasses.asdict(profile), "seed": args.seed, "scale": args.scale,
+        "learning_rate": args.learning_rate, "config": args.config, "float_model": args.float_model,
+        "data": {k: getattr(args, k) for k in ("data", "lr_data", "div2k_root", "train_images",
+                                                "val_images")},
+        "objective": dataclasses.asdict(space.objective), "search_space": choices,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "keras_tuner": keras_tuner.__version__, "qkeras": qkeras.__version__},
+    }
+
+
+# What must not change between a run and its continuation (versions and paths may).
+RESUME_KEYS = ("algo", "profile", "settings", "seed", "scale", "learning_rate", "float_model",
+               "data", "objective", "search_space")
+
+
+def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
+    """Makes results/<RUN> ready: continues an earlier run with the same settings, refuses one
+    with different settings (one line naming the first difference), or with `fresh` moves the
+    old run and its TensorBoard logs aside (never deleting them). Writes run.yaml."""
+    path = os.path.join(run_dir, "run.yaml")
+    if fresh and os.path.exists(run_dir):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for folder in (run_dir, tb_dir):
+            if os.path.exists(folder):
+                os.replace(folder, f"{folder}.old-{stamp}")
+                print(f"FRESH=1: moved {folder} to {folder}.old-{stamp}")
+    elif os.path.exists(path):
+        saved = yaml.safe_load(open(path)) or {}
+        for key in RESUME_KEYS:
+            if saved.get(key) != settings[key]:
+                raise ConfigError(
+                    f"{path}: this run was started with {key} = {_short(saved.get(key))}, now "
+                    f"{_short(settings[key])}; use another RUN, or FRESH=1 to start over")
+        print(f"continuing the run in {run_dir} (FRESH=1 starts over)")
+    os.makedirs(run_dir, exist_ok=True)
+    report.write_yaml(path, settings)
+
+
+def _short(value, limit=80):
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _fit_fn(objective, nan_trials=None):
+    """train.fit for the trials. nan_trials (a test-only option) lists trial numbers, in the
+    order they run from 0, whose learning rate is made NaN: their loss explodes, as it would with
+    a diverging configuration, to show that such a trial is recorded as failed."""
+    if not nan_trials:
+        return functools.partial(train.fit, objective=objective)
+    calls = iter(range(10**9))
+
+    def fit(model, *args, callbacks=(), **kwargs):
+        if next(calls) in nan_trials:
+            model.optimizer.learning_rate.assign(float("nan"))
+        return train.fit(model, *args, callbacks=callbacks, objective=objective, **kwargs)
+    return fit
+
+
 def search_and_retrain(args):
     """The main job: search the quantizers, retrain the winner, write the run's files."""
     started = time.time()
@@ -94,14 +159,15 @@ def search_and_retrain(args):
     run_name = args.run or args.algo + ("_pretrained" if args.float_model else "")
     run_dir = os.path.join(args.results_dir, run_name)
     tb_dir = os.path.join(args.tb_dir, run_name)
-    os.makedirs(run_dir, exist_ok=True)
+    settings = run_settings(args, run_name, profile, space, choices)
+    prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
     keras.utils.set_random_seed(args.seed)
 
     bits_of = {**space.kernel, **space.bias, **space.activation}
     hypermodel = MyHyperModel(
         choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate,
                                               border=args.scale),
-        fit_fn=functools.partial(train.fit, objective=space.objective), scale=args.scale,
+        fit_fn=_fit_fn(space.objective, args.test_nan_trials), scale=args.scale,
         float_weights=float_weights)
     tuner = search.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
                               args.seed, run_dir)
@@ -117,8 +183,34 @@ def search_and_retrain(args):
         space.objective, run_dir, tb_dir)
     report.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale)
     best = report.load_best_config(os.path.join(run_dir, "best_config.yaml"))
+    report.write_yaml(os.path.join(run_dir, "summary.yaml"), report.summary_record(
+        best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after))
     print("\n" + report.summary(best, values, before, after))
+    report_path = run_report.make_report(
+        run_dir, os.path.join(args.results_dir, "baselines", args.profile, "baselines.csv"), tb_dir)
+    print(f"report: {report_path}")
     print(f"outputs: {run_dir}/ (trials.csv, best_config.yaml, best_model.keras, "
           f"best_model_retrained.keras), TensorBoard: {tb_dir}/ | "
           f"total time {search._hms(time.time() - started)}")
+    return 0
+
+
+def uniform_baselines(args):
+    """make baselines: every uniform width of the search space and float32, trained like one
+    search trial (or, with --baseline-epochs, for that many epochs)."""
+    profile = profile_settings(args)
+    conv_names, act_names = layer_names()
+    space = load_search_space(args.config, conv_names + act_names)
+    train_ds, val_ds = _datasets(args, profile)
+    name = args.run or args.profile
+    out_dir = os.path.join(args.results_dir, "baselines", name)
+    epochs = args.baseline_epochs or profile.epochs
+    rows = baselines.run_baselines(space, train_ds, val_ds, epochs, profile.steps_per_epoch,
+                                   args.scale, args.learning_rate, args.seed, out_dir,
+                                   os.path.join(args.tb_dir, f"baselines_{name}"))
+    print(f"\n{'baseline':<16}{'size KiB':>10}{'val PSNR':>10}{'val_score':>11}")
+    for row in rows:
+        print(f"{row['label']:<16}{row['size_bits'] / 8192:>10.2f}{row['val_psnr']:>10.2f}"
+              f"{row['val_score']:>11.4f}")
+    print(f"outputs: {out_dir}/baselines.csv")
     return 0

@@ -14,6 +14,13 @@ import keras_tuner as kt
 
 from solvers import train
 
+from keras_tuner.src import config as kt_config
+
+# Keras Tuner prints a failed trial's whole traceback to stderr (its DEBUG flag is on by default,
+# with no public switch). A failed trial is expected and reported in one line and trials.csv; the
+# full traceback stays in results/<RUN>/tuner/trial_<id>/trial.json ("message").
+kt_config.DEBUG = False
+
 ALGORITHMS = ("random", "bayesian", "hyperband")
 HYPERBAND_FACTOR = 3
 OBJECTIVE = kt.Objective("val_score", direction="min")
@@ -50,7 +57,11 @@ class _Progress:
         elapsed = time.time() - self._started
         left = max(0, self.total_trials() - self._done_before - self._done_now)
         eta = elapsed / self._done_now * left
-        score = "failed" if trial.score is None else f"val_score {trial.score:.4f}"
+        if trial.status in ("INVALID", "FAILED"):
+            lines = (trial.message or "").strip().splitlines()
+            score = f"FAILED ({lines[-1] if lines else 'no reason given'})"
+        else:
+            score = f"val_score {trial.score:.4f}"
         print(f"trial {self._trial_number}/{self.total_trials()} done: {score} | "
               f"elapsed {_hms(elapsed)}, about {_hms(eta)} left for {left} trial(s)", flush=True)
 
@@ -79,7 +90,9 @@ def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory):
     `bits_of` maps quantizer strings to bits, for the progress lines.
     """
     common = dict(hypermodel=hypermodel, objective=OBJECTIVE, seed=seed, directory=directory,
-                  project_name="tuner", overwrite=False, max_consecutive_failed_trials=max_trials)
+                  project_name="tuner", overwrite=False,
+                  # Failed trials never stop the search; a run where all fail ends with one line.
+                  max_consecutive_failed_trials=10**9)
     if algo == "random":
         base, extra = kt.RandomSearch, dict(max_trials=max_trials)
     elif algo == "bayesian":
@@ -101,6 +114,13 @@ def run_search(tuner, train_ds, val_ds, epochs, steps_per_epoch, tb_dir):
                  callbacks=[tensorboard])
 
 
+def save_atomic(model, path):
+    """model.save through a temporary file and a rename (a kill never leaves half a model)."""
+    tmp = path[: -len(".keras")] + ".tmp.keras"  # Keras wants the .keras suffix
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
 def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoch, objective,
                  run_dir, tb_dir):
     """Rebuilds the best trial with its best-epoch weights, saves it, then trains it on to
@@ -112,17 +132,21 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
         model = tuner.get_best_models(1)[0]
     before_path = os.path.join(run_dir, "best_model.keras")
     after_path = os.path.join(run_dir, "best_model_retrained.keras")
-    model.save(before_path)
+    # The checkpoint is written under a temporary name and renamed once the retrain is over, so
+    # a kill never leaves a half-written model under a final name, nor an older run's model.
+    partial_path = os.path.join(run_dir, "retrain_checkpoint.partial.keras")
+    save_atomic(model, before_path)
     before = model.evaluate(val_ds, return_dict=True, verbose=0)
-    if os.path.exists(after_path):
-        os.remove(after_path)  # a checkpoint from an earlier run must not pass as this one's
+    for stale in (after_path, partial_path):
+        if os.path.exists(stale):
+            os.remove(stale)
     if retrain_epochs > 0:
         print(f"\nretraining the best trial for {retrain_epochs} epochs "
               f"(epochs {epochs + 1}-{epochs + retrain_epochs})", flush=True)
         callbacks = [
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                               patience=max(2, retrain_epochs // 10), min_lr=1e-5),
-            keras.callbacks.ModelCheckpoint(after_path, monitor="val_psnr", mode="max",
+            keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
                                             save_best_only=True,
                                             initial_value_threshold=before["psnr"]),
             keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"), profile_batch=0),
@@ -130,8 +154,11 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
         train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,
                   steps_per_epoch=steps_per_epoch, initial_epoch=epochs, callbacks=callbacks,
                   objective=objective)
-    if not os.path.exists(after_path):  # the retrain never beat the searched weights
-        shutil.copyfile(before_path, after_path)
+    if os.path.exists(partial_path):
+        os.replace(partial_path, after_path)
+    else:  # the retrain never beat the searched weights
+        shutil.copyfile(before_path, after_path + ".tmp")
+        os.replace(after_path + ".tmp", after_path)
     after = keras.models.load_model(after_path).evaluate(val_ds, return_dict=True, verbose=0)
     values = {k: v for k, v in best_hp.values.items() if not k.startswith("tuner/")}
     return values, before, after

@@ -102,3 +102,39 @@ def test_pretrained_hyperband_starts_from_the_float_model(tmp_path, images):
     assert len(rows) == 1 and rows[0]["status"] == "COMPLETED"  # Hyperband, max 1 epoch: 1 trial
     assert "trial 1/1" in result.stdout and f"from {float_path}" in result.stdout
     assert (run_dir / "best_model_retrained.keras").is_file()
+
+
+def test_uniform_baselines_write_one_row_per_width_and_float(tmp_path, images):
+    config = tmp_path / "q.yaml"
+    text = open("quantization_config.yaml").read()
+    for bits in (2, 3, 5, 6, 7):  # keep widths 4 and 8 only, to stay quick
+        text = "\n".join(line for line in text.splitlines() if f"({bits}," not in line)
+    config.write_text(text + "\n")
+    result = _search(tmp_path, images, "--baselines", "--config", config, "--run", "tiny")
+    rows = list(csv.DictReader(open(tmp_path / "results" / "baselines" / "tiny" / "baselines.csv")))
+    assert [r["label"] for r in rows] == ["uniform 4-bit", "uniform 8-bit", "float32"]
+    sizes = [int(float(r["size_bits"])) for r in rows]
+    assert sizes == [42539 * 4, 42539 * 8, 42539 * 32]
+    assert all(float(r["val_psnr"]) > 0 and r["epochs"] == "1" for r in rows)
+    assert "float32" in result.stdout and not (tmp_path / "results" / "tiny").exists()
+
+
+def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, images):
+    result = _search(tmp_path, images, "--trials", "3", "--retrain-epochs", "0",
+                     "--test-nan-trials", "1", "--run", "nan")
+    rows = list(csv.DictReader(open(tmp_path / "results" / "nan" / "trials.csv")))
+    assert [r["status"] for r in rows] == ["COMPLETED", "FAILED", "COMPLETED"]
+    assert rows[1]["reason"].endswith("loss became nan in epoch 1")
+    assert rows[1]["val_score"] == "" and rows[0]["reason"] == ""
+    assert "trial 2/3 done: FAILED (" in result.stdout
+    assert (tmp_path / "results" / "nan" / "best_model_retrained.keras").is_file()
+
+
+def test_a_search_where_every_trial_fails_ends_with_a_clear_error(tmp_path, images):
+    result = run_autoq(*TINY, "--data", images, "--results-dir", tmp_path / "results",
+                       "--tb-dir", tmp_path / "tb", "--trials", "2", "--test-nan-trials", "0,1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'results' / 'random'}: every trial failed; see trials.csv"]
+    rows = list(csv.DictReader(open(tmp_path / "results" / "random" / "trials.csv")))
+    assert [r["status"] for r in rows] == ["FAILED", "FAILED"]

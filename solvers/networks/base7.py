@@ -110,4 +110,11 @@ class MyHyperModel(kt.HyperModel):
         return model
 
     def fit(self, hp, model, *args, **kwargs):
-        return self.fit_fn(model, *args, **kwargs)
+        """Trains through fit_fn; a loss that became NaN or inf (training stopped at once by
+        TerminateOnNaN) fails the trial, recorded with its reason, and the search goes on."""
+        history = self.fit_fn(model, *args, **kwargs)
+        for epoch, loss in enumerate(history.history.get("loss", [])):
+            if not np.isfinite(loss):
+                raise kt.errors.FailedTrialError(
+                    f"loss became {loss} in epoch {kwargs.get('initial_epoch', 0) + epoch + 1}")
+        return history

@@ -1,0 +1,135 @@
+"""The Pareto front of a run's trials: smallest quantized size against highest validation PSNR.
+
+`update_run(run_dir)` adds a `pareto` column (true/false) to results/<RUN>/trials.csv and writes
+results/<RUN>/pareto.csv (the front's rows, smallest first). Also the small helpers every reader of
+trials.csv needs: numbers from CSV cells, trial ordering and per-layer bit widths.
+"""
+import csv
+import math
+import os
+import re
+
+PARETO = "pareto"
+_FIRST_INT = re.compile(r"\(\s*(\d+)")  # quantized_bits(4,0,...) / quantized_relu(3,8): first int
+
+
+def number(value):
+    """A CSV cell as a finite float, or None (empty cell of a failed trial, 'nan', text)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def bits_of(quantizer):
+    """Bit width of a qkeras quantizer string (the first integer inside the parentheses), or None.
+
+    Parsed from the text rather than built with qkeras: a report must not import (or fail on) a
+    quantizer just to print its width."""
+    match = _FIRST_INT.search(quantizer or "")
+    return int(match.group(1)) if match else None
+
+
+def trial_key(row):
+    """Sort key of a row by trial id: numerically when the id is a number ("2" before "10")."""
+    trial_id = str(row.get("trial_id", ""))
+    return (0, int(trial_id), "") if trial_id.isdigit() else (1, 0, trial_id)
+
+
+def read_csv(path):
+    """(column names, rows as dicts of strings) of a CSV file."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def write_csv(path, columns, rows):
+    """Writes rows through a temporary file in the same folder and os.replace, so a reader (or a
+    kill) never sees half a file where a complete one stood."""
+    # open() rather than mkstemp: mkstemp's 0600 mode would replace trials.csv's permissions.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def candidates(rows):
+    """Indices of the rows that can be on the front: COMPLETED, numeric size_bits and val_psnr."""
+    return [i for i, r in enumerate(rows)
+            if str(r.get("status", "")).upper() == "COMPLETED"
+            and number(r.get("size_bits")) is not None and number(r.get("val_psnr")) is not None]
+
+
+def pareto_flags(rows):
+    """One bool per row: True when the row is on the Pareto front of (size_bits, val_psnr).
+
+    Only COMPLETED rows with numeric size_bits and val_psnr count; the rest are False. Smaller
+    size_bits and higher val_psnr are better. A row is dominated when another row has size <= and
+    PSNR >= with at least one of them strict; the others form the front.
+
+    Exact duplicates (same size and the same PSNR) do not dominate each other, so by that rule both
+    would be on the front; only the first of them (lowest trial_id) is kept, so that the front has
+    one point per (size, PSNR) and pareto.csv no repeated points.
+    """
+    order = sorted(candidates(rows), key=lambda i: (number(rows[i]["size_bits"]),
+                                                    -number(rows[i]["val_psnr"]),
+                                                    trial_key(rows[i]), i))
+    flags = [False] * len(rows)
+    best_psnr = -math.inf
+    # Sweeping by increasing size (and decreasing PSNR at equal size): a row is on the front
+    # exactly when it beats every PSNR seen so far, as all of those rows are no larger than it.
+    # The strict ">" drops the equal-size lower-PSNR rows and the later exact duplicates.
+    for i in order:
+        psnr = number(rows[i]["val_psnr"])
+        if psnr > best_psnr:
+            flags[i] = True
+            best_psnr = psnr
+    return flags
+
+
+def front(rows, flags=None):
+    """The rows on the front, smallest size_bits first."""
+    flags = pareto_flags(rows) if flags is None else flags
+    return sorted((r for r, f in zip(rows, flags) if f), key=lambda r: number(r["size_bits"]))
+
+
+def update_run(run_dir):
+    """Marks the front in <run_dir>/trials.csv (column `pareto`, true/false, added or replaced)
+    and writes <run_dir>/pareto.csv (the front's rows, same columns, smallest size first).
+
+    Idempotent: running it again rewrites the same two files. Returns (rows, front rows), the
+    rows as dicts of strings in trials.csv's order with `pareto` set.
+    """
+    path = os.path.join(run_dir, "trials.csv")
+    columns, rows = read_csv(path)
+    flags = pareto_flags(rows)
+    for row, flag in zip(rows, flags):
+        row[PARETO] = "true" if flag else "false"
+    if PARETO not in columns:
+        columns.append(PARETO)
+    write_csv(path, columns, rows)
+    front_rows = front(rows, flags)
+    write_csv(os.path.join(run_dir, "pareto.csv"), columns, front_rows)
+    return rows, front_rows
+
+
+def bits_summary(row):
+    """A trial's widths per convolution as `kernel/bias/activation`, e.g. `5/3/7 5/7/4 ... 3/2`
+    (the last convolution has no ReLU); `?` where a quantizer is missing."""
+    convs = sorted(int(k.split("_")[1]) for k in row
+                   if re.fullmatch(r"conv_\d+_kernel", k))
+    parts = []
+    for i in convs:
+        keys = [f"conv_{i}_kernel", f"conv_{i}_bias"] + \
+            ([f"act_{i}_activation"] if f"act_{i}_activation" in row else [])
+        parts.append("/".join(str(bits_of(row.get(k)) or "?") for k in keys))
+    return " ".join(parts)

@@ -1,0 +1,377 @@
+"""A run's results a person can look at: report.md with plots, and a comparison of several runs.
+
+    python -m solvers.run_report --run-dir results/R [--baselines CSV] [--tb-dir tb_logs/R]
+    python -m solvers.run_report --compare results/a results/b [--out results/compare]
+
+make_report marks the Pareto front in trials.csv (and writes pareto.csv), draws tradeoff.png,
+layer_bits.png, progress.png and sr_samples.png into the run folder, copies them to TensorBoard
+under <tb-dir>/report, and writes report.md. User errors print one line `error: ...`, exit 2.
+"""
+import argparse
+import csv
+import math
+import os
+import sys
+
+# solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
+from solvers import cost, metrics, pareto, plots, sources
+from solvers.config import ConfigError
+from solvers.pareto import bits_of, bits_summary, number, trial_key
+
+import numpy as np  # noqa: E402,I001
+import tensorflow as tf
+import yaml
+
+PNGS = ("tradeoff", "layer_bits", "progress", "sr_samples")
+CROP = 48      # LR side of the SR sample crops (HR: CROP x scale)
+SAMPLES = 2    # validation images shown
+DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images")  # load_pairs' options
+REQUIRED = ("trial_id", "status", "size_bits", "val_psnr", "val_score")
+SIZES = ("size_bits", "float32_bits", "uniform8_bits", "val_psnr_search", "val_psnr_retrained")
+
+
+class ReportError(ConfigError):
+    """A missing or unreadable run folder or file (one-line message naming the option and path)."""
+
+
+def _write_text(path, text):
+    """Writes through a temporary file and os.replace: never half a report where one stood."""
+    tmp = f"{path}.{os.getpid()}.tmp"  # not mkstemp: its 0600 mode would stick to the file
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _yaml(path):
+    """A YAML mapping, or None when the file does not exist (runs from before run.yaml)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise ReportError(f"{path}: cannot read YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a YAML mapping")
+    return data
+
+
+def load_run(run_dir, option="--run-dir"):
+    """One run as a dict: name, dir, rows and front (after pareto.update_run), settings
+    (run.yaml or {}), summary (summary.yaml or None), chosen (the chosen trial's row or None),
+    layers and sizes."""
+    run_dir = os.fspath(run_dir)
+    trials = os.path.join(run_dir, "trials.csv")
+    if not os.path.isdir(run_dir):
+        raise ReportError(f"{option}: {run_dir}: no such run folder")
+    if not os.path.isfile(trials):
+        raise ReportError(f"{option}: {run_dir}: no trials.csv (the search has not finished)")
+    try:
+        missing = [c for c in REQUIRED if c not in pareto.read_csv(trials)[0]]
+        if missing:
+            raise ReportError(f"{option}: {trials}: missing columns {', '.join(missing)}")
+        rows, front = pareto.update_run(run_dir)
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise ReportError(f"{option}: {trials}: cannot read or update ({e})") from None
+    settings = _yaml(os.path.join(run_dir, "run.yaml")) or {}
+    summary = _yaml(os.path.join(run_dir, "summary.yaml"))
+    done = [rows[i] for i in pareto.candidates(rows) if number(rows[i]["val_score"]) is not None]
+    # summary.yaml names the tuner's pick; older runs have none: the best val_score is that pick.
+    wanted = summary and str(summary.get("best_trial"))
+    chosen = next((r for r in rows if r["trial_id"] == wanted), None) or \
+        min(done, key=lambda r: number(r["val_score"]), default=None)
+    run = {"name": os.path.basename(os.path.normpath(run_dir)), "dir": run_dir, "rows": rows,
+           "front": front, "settings": settings, "summary": summary, "chosen": chosen}
+    if summary:
+        run["layers"] = summary.get("layers") or []
+        run["sizes"] = {k: summary.get(k) for k in SIZES}
+    else:
+        run["layers"], run["sizes"] = _rebuilt_layers(chosen, settings.get("scale", 3))
+    return run
+
+
+def _rebuilt_layers(chosen, scale):
+    """(layers, sizes) as summary.yaml gives them, for runs without one: bits from the chosen
+    row's quantizers, parameter counts from an untrained float base7."""
+    if chosen is None:
+        return [], {}
+    from solvers.networks.base7 import base7
+    counts = cost.layer_sizes(base7(scale=scale))
+    layers = [{"name": s.name, "weights": s.weights, "biases": s.biases,
+               "kernel_bits": bits_of(chosen.get(f"{s.name}_kernel")),
+               "bias_bits": bits_of(chosen.get(f"{s.name}_bias")),
+               "activation_bits": bits_of(chosen.get(f"act_{i}_activation"))}
+              for i, s in enumerate(counts)]
+    params = sum(s.weights + s.biases for s in counts)
+    return layers, {"size_bits": number(chosen["size_bits"]), "float32_bits": 32 * params,
+                    "uniform8_bits": 8 * params, "val_psnr_search": number(chosen["val_psnr"])}
+
+
+def read_baselines(path):
+    """Rows of baselines.csv, or None when there is no such file (not made yet)."""
+    if not path or not os.path.isfile(path):
+        return None
+    columns, rows = pareto.read_csv(path)
+    missing = [c for c in ("label", "size_bits", "val_psnr") if c not in columns]
+    if missing:
+        raise ReportError(f"--baselines: {path}: missing columns {', '.join(missing)}")
+    return rows
+
+
+def sr_samples(run, scale):
+    """[(image name, [(method, uint8 crop, whole-image Y-PSNR)])] for the first validation images:
+    bicubic, the float model (when run.yaml names one that exists), the chosen model, ground truth.
+    Raises ConfigError (DataError, EvalError) when the data or a model cannot be loaded."""
+    from solvers import evaluate
+    settings = run["settings"]
+    methods = [("bicubic", None)]
+    if settings.get("float_model") and os.path.isfile(settings["float_model"]):
+        methods.append(("float32 model", evaluate.load_model(settings["float_model"], scale,
+                                                             "float_model")))
+    methods.append(("chosen (quantized)", evaluate.load_model(
+        os.path.join(run["dir"], "best_model_retrained.keras"), scale, "best_model_retrained")))
+    options = {k: v for k, v in (settings.get("data") or {}).items() if k in DATA_KEYS}
+    # Only validation images are shown: one training image, so as not to decode the whole set.
+    options.update(train_images=1, val_images=min(SAMPLES, options.get("val_images") or SAMPLES))
+    samples = []
+    for pair in sources.load_pairs(scale=scale, **options)[1][:SAMPLES]:
+        h, w = min(CROP, pair.lr.shape[0]), min(CROP, pair.lr.shape[1])
+        top, left = (pair.lr.shape[0] - h) // 2, (pair.lr.shape[1] - w) // 2
+        box = np.s_[top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+        crops = []
+        for method, net in methods:
+            sr = evaluate.bicubic(pair.lr, scale) if net is None else evaluate.upscale(net, pair.lr)
+            psnr = float(metrics.psnr(pair.hr[None], sr, border=scale)[0])
+            crops.append((method, metrics.to_8bit(sr)[0].numpy().astype(np.uint8)[box], psnr))
+        crops.append(("ground truth", pair.hr[box], None))
+        samples.append((pair.name, crops))
+    return samples
+
+
+def write_tensorboard(tb_dir, pngs, text):
+    """The PNGs as image summaries (tags: their names) and report.md as text in <tb_dir>/report."""
+    writer = tf.summary.create_file_writer(os.path.join(tb_dir, "report"))
+    with writer.as_default():
+        for name, path in pngs:
+            tf.summary.image(name, tf.io.decode_png(tf.io.read_file(path), channels=3)[None], 0)
+        tf.summary.text("report", text, step=0)
+    writer.close()
+
+
+def _kib(bits):
+    """Bits as KiB with 2 decimals ("–" for a missing number)."""
+    return "–" if bits is None else f"{bits / 8192:.2f}"
+
+
+def _cell(value, fmt="{:.2f}"):
+    return "–" if number(value) is None else fmt.format(number(value))
+
+
+def _versus(diff):
+    """A PSNR difference in words and signed dB, e.g. `0.23 dB better (+0.23 dB)`."""
+    word = "better" if diff > 0 else "worse" if diff < 0 else "equal"
+    return f"{abs(diff):.2f} dB {word} ({diff:+.2f} dB)"
+
+
+def verdict(run, baselines, baselines_path):
+    """One paragraph from the numbers: the chosen model's search-trial PSNR against the uniform
+    baseline nearest in size (by ratio) and uniform 8-bit, trained for the same epochs, and
+    whether it is on the Pareto front."""
+    chosen, sizes = run["chosen"], run["sizes"]
+    if chosen is None or number(chosen["val_psnr"]) is None:
+        return "No trial completed, so there is no chosen model to judge."
+    size, psnr = number(chosen["size_bits"]), number(chosen["val_psnr"])
+    epochs = (run["settings"].get("settings") or {}).get("epochs")
+    text = [f"The chosen model (trial {chosen['trial_id']}) stores {_kib(size)} KiB, "
+            f"{sizes['float32_bits'] / size:.1f}× smaller than float32 and "
+            f"{sizes['uniform8_bits'] / size:.2f}× smaller than uniform 8-bit; after its search "
+            f"trial ({f'{epochs} epochs, ' if epochs else ''}the budget each uniform baseline is "
+            f"trained with) it reached {psnr:.2f} dB."]
+    uniform = [b for b in baselines or [] if (number(b["size_bits"]) or 0) > 0
+               and number(b["val_psnr"]) is not None and number(b.get("bits")) != 32
+               and b["label"] != "float32"]
+    if baselines is None:
+        text.append(f"No uniform baselines were found ({baselines_path}): run `make baselines` "
+                    "(same PROFILE) to compare with uniform quantization at the same training "
+                    "budget; until then only the float32 and 8-bit sizes above compare.")
+    elif not uniform:
+        text.append(f"{baselines_path} has no uniform baseline with a size and a PSNR.")
+    else:
+        near = min(uniform, key=lambda b: abs(math.log(number(b["size_bits"]) / size)))
+        n_size, n_psnr = number(near["size_bits"]), number(near["val_psnr"])
+        text.append(f"The uniform baseline nearest in size (by ratio) is {near['label']} "
+                    f"({_kib(n_size)} KiB, {n_psnr:.2f} dB): the chosen model is "
+                    f"{_versus(psnr - n_psnr)} at {size / n_size:.2f}× its size.")
+        u8 = next((b for b in uniform if number(b.get("bits")) == 8), None)
+        if u8 is not None:
+            u8_size, u8_psnr = number(u8["size_bits"]), number(u8["val_psnr"])
+            text.append(f"Against uniform 8-bit ({_kib(u8_size)} KiB, {u8_psnr:.2f} dB): "
+                        f"{_versus(psnr - u8_psnr)} at {u8_size / size:.2f}× smaller.")
+        better = [b["label"] for b in uniform
+                  if number(b["size_bits"]) <= size and number(b["val_psnr"]) >= psnr]
+        text.append(f"{', '.join(better)}: no larger and at least as good, so the search did not "
+                    "beat uniform quantization here." if better else
+                    "No uniform baseline is both as small and as good.")
+    done = len(pareto.candidates(run["rows"]))
+    text.append(f"It is on this run's Pareto front ({len(run['front'])} of {done} completed "
+                "trials)." if chosen.get(pareto.PARETO) == "true" else
+                "It is not on this run's Pareto front: another trial is no larger and at least as "
+                "good after the search (the score also weighs the loss).")
+    if sizes.get("val_psnr_retrained") is not None:
+        text.append(f"After the retrain it reached {sizes['val_psnr_retrained']:.2f} dB (a longer "
+                    "budget, so not comparable with the baselines).")
+    return " ".join(text)
+
+
+def _settings_md(s):
+    """The settings of run.yaml as a list."""
+    if not s:
+        return "run.yaml is missing (a run from before it was written): settings unknown.\n"
+    pairs = lambda d: ", ".join(f"{k}={v}" for k, v in (d or {}).items() if v is not None)  # noqa
+    space = s.get("search_space") or {}
+    return "\n".join([
+        f"- algorithm: **{s.get('algo')}**, profile **{s.get('profile')}** "
+        f"({pairs(s.get('settings'))})",
+        f"- objective: {pairs(s.get('objective'))}",
+        f"- seed {s.get('seed')}, scale ×{s.get('scale')}, learning rate {s.get('learning_rate')}, "
+        f"config `{s.get('config')}` ({len(space)} quantizer choices, "
+        f"{math.prod(len(v) for v in space.values()):.3g} combinations)",
+        f"- data: {pairs(s.get('data')) or 'scikit-image photos (default)'}",
+        f"- float model: {s.get('float_model') or 'none (trials start from scratch)'}",
+        f"- versions: {pairs(s.get('versions'))}"]) + "\n"
+
+
+def _summary_md(run):
+    """Per-layer bits, sizes against float32 and uniform 8-bit, PSNR after search and retrain."""
+    layers, sz = run["layers"], run["sizes"]
+    if not layers:
+        return "No chosen model.\n"
+    show = lambda v: "–" if v is None else str(v)  # noqa: E731
+    lines = ["| layer | weights | biases | kernel bits | bias bits | activation bits | bits |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {x['name']} | {x['weights']} | {x['biases']} | {show(x['kernel_bits'])} | "
+              f"{show(x['bias_bits'])} | {show(x['activation_bits'])} | "
+              f"{x['weights'] * (x['kernel_bits'] or 0) + x['biases'] * (x['bias_bits'] or 0)} |"
+              for x in layers]
+    size, after = sz["size_bits"], sz.get("val_psnr_retrained")
+    lines += ["", f"- size: {size:.0f} bits = **{_kib(size)} KiB**; float32 "
+              f"{_kib(sz['float32_bits'])} KiB ({sz['float32_bits'] / size:.1f}× smaller), "
+              f"uniform 8-bit {_kib(sz['uniform8_bits'])} KiB "
+              f"({sz['uniform8_bits'] / size:.2f}× smaller)",
+              f"- validation Y-PSNR: {sz['val_psnr_search']:.2f} dB after the search trial, "
+              + (f"{after:.2f} dB after the retrain" if after is not None
+                 else "after the retrain unknown (no summary.yaml)")]
+    return "\n".join(lines) + "\n"
+
+
+def _trials_md(run):
+    """Every trial, best val_score first (failed and unscored ones last)."""
+    def key(r):
+        return number(r["val_score"]) is None, number(r["val_score"]) or 0, trial_key(r)
+    chosen = run["chosen"] and run["chosen"]["trial_id"]
+    lines = ["| rank | trial | status | size (KiB) | val_psnr (dB) | val_score | Pareto | "
+             "bits per conv: kernel/bias/activation |", "|---:|---|---|---:|---:|---:|---|---|"]
+    for rank, r in enumerate(sorted(run["rows"], key=key), 1):
+        lines.append(f"| {rank}{' (chosen)' if r['trial_id'] == chosen else ''} | "
+                     f"{r['trial_id']} | {r['status']} | {_kib(number(r['size_bits']))} | "
+                     f"{_cell(r['val_psnr'])} | {_cell(r['val_score'], '{:.4f}')} | "
+                     f"{'yes' if r.get(pareto.PARETO) == 'true' else ''} | {bits_summary(r)} |")
+    return "\n".join(lines) + "\n"
+
+
+def make_report(run_dir, baselines_csv=None, tb_dir=None):
+    """Pareto columns, the four PNGs, TensorBoard images (when tb_dir is given) and report.md for
+    one run folder; returns report.md's path. baselines_csv defaults to the profile's
+    baselines/<PROFILE>/baselines.csv next to the run; a missing file is noted, not fatal."""
+    run = load_run(run_dir)
+    run_dir, settings = run["dir"], run["settings"]
+    if baselines_csv is None:
+        baselines_csv = os.path.join(os.path.dirname(os.path.abspath(run_dir)), "baselines",
+                                     str(settings.get("profile", "quick")), "baselines.csv")
+    baselines = read_baselines(baselines_csv)
+    png = {name: os.path.join(run_dir, f"{name}.png") for name in PNGS}
+    for path in png.values():  # an older report's PNG must not pass for this one's
+        if os.path.isfile(path):
+            os.remove(path)
+    plots.tradeoff(run["rows"], run["front"], baselines or [], run["chosen"], png["tradeoff"])
+    plots.progress(run["rows"], png["progress"])
+    if run["layers"]:
+        plots.layer_bits(run["layers"], png["layer_bits"])
+    notes = []
+    try:
+        plots.sr_samples(sr_samples(run, int(settings.get("scale", 3))), png["sr_samples"])
+    except ConfigError as e:  # DataError, EvalError: the rest of the report is still worth having
+        notes.append(f"SR samples skipped: {e}\n")
+    made = [(name, path) for name, path in png.items() if os.path.isfile(path)]
+    text = "\n".join([
+        f"# Run report: {run['name']}\n", "## Verdict\n", verdict(run, baselines, baselines_csv)
+        + "\n", "## Plots\n", *(f"![{name}]({name}.png)\n" for name, _ in made), *notes,
+        "## Chosen model\n", _summary_md(run), "## Settings\n", _settings_md(settings),
+        "## All trials, best val_score first\n",
+        "Sizes in KiB (8192 bits); metrics at each trial's best-val_score epoch; Pareto: not "
+        "dominated in (size, val_psnr) among completed trials (the rows of pareto.csv).\n",
+        _trials_md(run)])
+    path = os.path.join(run_dir, "report.md")
+    _write_text(path, text)
+    if tb_dir:
+        write_tensorboard(tb_dir, made, text)
+    return path
+
+
+def compare(run_dirs, out_dir):
+    """compare.png (every run's Pareto front) and compare.md (one row per run) in out_dir;
+    returns compare.md's path."""
+    runs = [load_run(d, "--compare") for d in run_dirs]
+    os.makedirs(out_dir, exist_ok=True)
+    plots.fronts([(r["name"], r["front"], r["chosen"]) for r in runs],
+                 os.path.join(out_dir, "compare.png"))
+    lines = ["# Runs compared\n", "![compare](compare.png)\n",
+             "| run | algorithm | completed trials | front size | chosen trial | chosen KiB | "
+             "PSNR after search (dB) | PSNR after retrain (dB) | front (KiB@dB) |",
+             "|---|---|---:|---:|---|---:|---:|---:|---|"]
+    for r in runs:
+        c = r["chosen"] or {}
+        front = ", ".join(f"{_kib(number(f['size_bits']))}@{number(f['val_psnr']):.2f}"
+                          for f in r["front"])
+        lines.append(f"| {r['name']} | {r['settings'].get('algo', '?')} | "
+                     f"{len(pareto.candidates(r['rows']))} of {len(r['rows'])} | "
+                     f"{len(r['front'])} | {c.get('trial_id', '–')} | "
+                     f"{_kib(number(c.get('size_bits')))} | {_cell(c.get('val_psnr'))} | "
+                     f"{_cell(r['sizes'].get('val_psnr_retrained'))} | {front} |")
+    path = os.path.join(out_dir, "compare.md")
+    _write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as for every other user error
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit status (0, or 2 after a one-line error)."""
+    p = _Parser(prog="python -m solvers.run_report", description=__doc__.split("\n")[0])
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run-dir", help="a run folder, results/<RUN>")
+    what.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="run folders to compare")
+    p.add_argument("--baselines", help="baselines.csv (default: results/baselines/<PROFILE>/)")
+    p.add_argument("--tb-dir", help="the run's TensorBoard folder; images go to <it>/report")
+    p.add_argument("--out", default="results/compare", help="folder for compare.png and .md")
+    args = p.parse_args(argv)
+    try:
+        path = (compare(args.compare, args.out) if args.compare
+                else make_report(args.run_dir, args.baselines, args.tb_dir))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable run folder, --out or --tb-dir
+        print(f"error: {e.filename or ''}: cannot write ({e.strerror or e})", file=sys.stderr)
+        return 2
+    print(f"wrote {path}" + ("" if args.compare else " and its PNGs")
+          + (f"; TensorBoard images in {args.tb_dir}/report" if args.tb_dir else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

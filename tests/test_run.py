@@ -1,0 +1,45 @@
+"""Run folders: continuing a run, refusing a changed one, FRESH=1 moving the old one aside."""
+import pytest
+import yaml
+
+from solvers.config import ConfigError
+from solvers.run import prepare_run_dir
+
+SETTINGS = {"run": "r", "algo": "random", "profile": "quick",
+            "settings": {"trials": 2, "epochs": 1}, "seed": 1, "scale": 3, "learning_rate": 0.001,
+            "float_model": None, "data": {"data": None}, "objective": {"delta_p": 8.0},
+            "search_space": {"conv_0_kernel": ["a", "b"]}, "versions": {"keras": "3"}}
+
+
+def test_same_settings_continue_and_keep_earlier_files(tmp_path, capsys):
+    run_dir, tb_dir = tmp_path / "results" / "r", tmp_path / "tb" / "r"
+    prepare_run_dir(str(run_dir), str(tb_dir), SETTINGS)
+    (run_dir / "trials.csv").write_text("kept\n")
+    prepare_run_dir(str(run_dir), str(tb_dir), {**SETTINGS, "versions": {"keras": "4"}})
+    assert (run_dir / "trials.csv").read_text() == "kept\n"
+    assert "continuing the run" in capsys.readouterr().out
+    assert yaml.safe_load(open(run_dir / "run.yaml"))["versions"] == {"keras": "4"}
+
+
+@pytest.mark.parametrize("key, value", [("algo", "bayesian"), ("settings", {"trials": 3, "epochs": 1}),
+                                        ("search_space", {"conv_0_kernel": ["a"]}), ("seed", 2)])
+def test_changed_settings_are_refused_naming_the_difference(tmp_path, key, value):
+    run_dir = tmp_path / "r"
+    prepare_run_dir(str(run_dir), str(tmp_path / "tb"), SETTINGS)
+    with pytest.raises(ConfigError) as e:
+        prepare_run_dir(str(run_dir), str(tmp_path / "tb"), {**SETTINGS, key: value})
+    assert str(e.value).startswith(f"{run_dir / 'run.yaml'}: this run was started with {key} = ")
+    assert "FRESH=1" in str(e.value) and "\n" not in str(e.value)
+    assert yaml.safe_load(open(run_dir / "run.yaml"))[key] == SETTINGS[key]  # not overwritten
+
+
+def test_fresh_moves_the_old_run_and_logs_aside(tmp_path):
+    run_dir, tb_dir = tmp_path / "results" / "r", tmp_path / "tb" / "r"
+    prepare_run_dir(str(run_dir), str(tb_dir), SETTINGS)
+    (run_dir / "trials.csv").write_text("old\n")
+    tb_dir.mkdir(parents=True)
+    prepare_run_dir(str(run_dir), str(tb_dir), {**SETTINGS, "seed": 5}, fresh=True)
+    moved = [p for p in (tmp_path / "results").iterdir() if p.name.startswith("r.old-")]
+    assert len(moved) == 1 and (moved[0] / "trials.csv").read_text() == "old\n"
+    assert len([p for p in (tmp_path / "tb").iterdir() if p.name.startswith("r.old-")]) == 1
+    assert sorted(p.name for p in run_dir.iterdir()) == ["run.yaml"]

@@ -1,0 +1,177 @@
+"""solvers/run_report.py: report.md, PNGs, TensorBoard images of a tiny fake run; compare; CLI."""
+import csv
+import math
+import shutil
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+import yaml
+from PIL import Image
+
+from conftest import REPO, write_images
+from solvers import report, run_report
+from solvers.networks.base7 import base7, layer_names, quantizers_from_hp
+
+CONVS, ACTS = layer_names()
+PARAMS = 42539  # base7 at x3: weights and biases
+BASELINE_PSNR = {2: 27.9, 3: 28.6, 4: 29.0, 5: 29.2, 6: 29.3, 7: 29.35, 8: 29.4, 32: 29.5}
+
+
+def _values(bits):
+    """Hyperparameter values with kernel, bias and activation bits (k, b, a) for every layer."""
+    k, b, a = bits
+    values = {f"{c}_kernel": f'quantized_bits({k},0,alpha="auto_po2")' for c in CONVS}
+    values.update({f"{c}_bias": f"quantized_bits({b},0,alpha=1.0)" for c in CONVS})
+    values.update({f"{x}_activation": f"quantized_relu({a},8)" for x in ACTS})
+    return values
+
+
+# (id, status, bits, val_psnr, val_score): trial 02 is chosen (lowest score) and on the front.
+TRIALS = [("00", "COMPLETED", (6, 6, 6), 29.31, 4.90), ("01", "COMPLETED", (3, 8, 4), 28.70, 5.10),
+          ("02", "COMPLETED", (5, 3, 5), 29.18, 4.70), ("03", "FAILED", (2, 2, 2), None, None),
+          ("04", "COMPLETED", (5, 5, 5), 29.10, 4.95)]
+CHOSEN = "02"
+
+
+def _write_csv(path, columns, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _make_run(run_dir, data_dir):
+    """A finished run as autoq writes it: trials.csv, run.yaml, summary.yaml and an untrained
+    quantized base7 as best_model_retrained.keras."""
+    run_dir.mkdir(parents=True)
+    hp_names = [f"{c}_{k}" for c in CONVS for k in ("kernel", "bias")] + \
+        [f"{a}_activation" for a in ACTS]
+    rows = []
+    for trial_id, status, bits, psnr, score in TRIALS:
+        row = {"trial_id": trial_id, "status": status, **_values(bits)}
+        if status == "COMPLETED":
+            row.update(best_epoch=2, size_bits=float(PARAMS * bits[0]), val_loss=5.0,
+                       val_psnr=psnr, val_score=score)
+        rows.append(row)
+    values = _values(dict((t[0], t[2]) for t in TRIALS)[CHOSEN])
+    model = base7(scale=3, quantizers=quantizers_from_hp(values))
+    model.save(run_dir / "best_model_retrained.keras")
+    summary = report.summary_record(model, CHOSEN, values, {"psnr": 29.18, "loss": 5.0},
+                                    {"psnr": 29.5, "loss": 4.8})
+    rows[2]["size_bits"] = float(summary["size_bits"])  # the trial's size is the model's
+    _write_csv(run_dir / "trials.csv", ["trial_id", "status", "best_epoch", *report.METRICS,
+                                        *hp_names], rows)
+    settings = {"run": run_dir.name, "algo": "random", "profile": "quick",
+                "settings": {"trials": 5, "epochs": 2, "retrain_epochs": 2, "batch_size": 4,
+                             "patch_size": 8, "steps_per_epoch": 2},
+                "seed": 1, "scale": 3, "learning_rate": 0.001, "config": "quantization_config.yaml",
+                "float_model": None,
+                "data": {"data": str(data_dir), "lr_data": None, "div2k_root": None,
+                         "train_images": None, "val_images": None},
+                "objective": {"delta_p": 8, "delta_n": 8, "rate": 2, "stress": 1, "ref_bits": 8},
+                "search_space": {n: ["a", "b"] for n in hp_names},
+                "versions": {"tensorflow": tf.__version__}}
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    (run_dir / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    """{run, baselines}: a run folder (20 images of 60x72: validation is the 10th and 20th) and a
+    baselines.csv with uniform 2..8-bit and float32 rows."""
+    root = tmp_path_factory.mktemp("report")
+    data_dir = write_images(root / "hr", count=20, size=(60, 72))
+    run = _make_run(root / "results" / "tiny", data_dir)
+    rows = [{"label": "float32" if b == 32 else f"uniform {b}-bit", "bits": b,
+             "size_bits": float(PARAMS * b), "val_loss": 5.0, "val_psnr": p, "val_score": 5.0,
+             "epochs": 2} for b, p in BASELINE_PSNR.items()]
+    baselines = root / "baselines.csv"
+    _write_csv(baselines, list(rows[0]), rows)
+    return {"run": run, "baselines": baselines, "root": root}
+
+
+def _copy(fake, name):
+    return shutil.copytree(fake["run"], fake["root"] / "results" / name)
+
+
+def test_report_with_baselines(fake, tmp_path):
+    run, tb = _copy(fake, "with_baselines"), tmp_path / "tb"
+    path = run_report.make_report(run, fake["baselines"], tb)
+    for name in run_report.PNGS:
+        png = run / f"{name}.png"
+        assert png.stat().st_size > 0
+        with Image.open(png) as image:
+            assert image.format == "PNG" and min(image.size) > 100
+    text = open(path).read()
+    for trial_id, *_ in TRIALS:
+        assert f"| {trial_id} |" in text
+    for name in run_report.PNGS:
+        assert f"({name}.png)" in text
+    assert "| conv_6 |" in text and "random" in text and "quick" in text
+
+    # The verdict against the CSVs, recomputed here: the uniform row nearest in size by ratio.
+    with open(run / "trials.csv", newline="") as f:
+        chosen = next(r for r in csv.DictReader(f) if r["trial_id"] == CHOSEN)
+    with open(fake["baselines"], newline="") as f:
+        uniform = [r for r in csv.DictReader(f) if r["label"] != "float32"]
+    size, psnr = float(chosen["size_bits"]), float(chosen["val_psnr"])
+    near = min(uniform, key=lambda r: abs(math.log(float(r["size_bits"]) / size)))
+    verdict = text.split("## Verdict")[1].split("##")[0]
+    assert near["label"] in verdict
+    assert f"{psnr - float(near['val_psnr']):+.2f} dB" in verdict
+    assert f"{size / float(near['size_bits']):.2f}×" in verdict
+    assert f"{psnr - BASELINE_PSNR[8]:+.2f} dB" in verdict  # against uniform 8-bit
+    assert chosen["pareto"] == "true" and "is on this run's Pareto front" in verdict
+
+    events = list((tb / "report").glob("events.out.tfevents.*"))
+    tags = {v.tag for e in events for ev in tf.compat.v1.train.summary_iterator(str(e))
+            for v in ev.summary.value}
+    assert set(run_report.PNGS) <= tags
+
+
+def test_report_without_baselines_or_data(fake):
+    run = _copy(fake, "no_baselines")
+    settings = yaml.safe_load((run / "run.yaml").read_text())
+    settings["data"]["data"] = str(fake["root"] / "missing")  # DataError: samples skipped
+    (run / "run.yaml").write_text(yaml.safe_dump(settings))
+    text = open(run_report.make_report(run, fake["root"] / "nowhere.csv")).read()
+    assert "make baselines" in text
+    assert "SR samples skipped" in text and "missing" in text
+    assert not (run / "sr_samples.png").exists() and "(sr_samples.png)" not in text
+    assert (run / "tradeoff.png").stat().st_size > 0
+
+
+def test_compare(fake, tmp_path):
+    a, b = _copy(fake, "run_a"), _copy(fake, "run_b")
+    with open(b / "trials.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[1]["val_psnr"] = "29.9"  # trial 01 of run_b: the smallest and best, a one-point front
+    _write_csv(b / "trials.csv", list(rows[0]), rows)
+    out = tmp_path / "compare"
+    run_report.compare([a, b], out)
+    with Image.open(out / "compare.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    text = (out / "compare.md").read_text()
+    assert "| run_a |" in text and "| run_b |" in text
+    line_b = next(line for line in text.splitlines() if line.startswith("| run_b |"))
+    assert f"{3 * PARAMS / 8192:.2f}@29.90" in line_b and "| 1 |" in line_b
+
+
+def test_cli_errors(fake, tmp_path, capsys):
+    missing = tmp_path / "nope"
+    result = subprocess.run([sys.executable, "-m", "solvers.run_report", "--run-dir", str(missing)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert str(missing) in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_report.main(["--run-dir", str(empty)]) == 2
+    assert run_report.main(["--compare", str(fake["run"]), str(missing),
+                            "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert "trials.csv" in err[0] and str(missing) in err[1]
