@@ -75,8 +75,14 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source):
     assert saved.predict(np.zeros((1, 5, 6, 3), "float32"), verbose=0).shape == (1, 15, 18, 3)
 
     # TensorBoard: one folder per trial with HParams, one for the retrain.
-    trial_dirs = [p for p in tb_dir.iterdir() if p.name != "retrain"]
+    trial_dirs = [p for p in tb_dir.iterdir() if p.name not in ("retrain", "report")]
     assert len(trial_dirs) == 2 and (tb_dir / "retrain").is_dir()
+    assert b"tradeoff" in _tensorboard_text(tb_dir / "report")
+
+    # The report, written at the end of every search.
+    for name in ("report.md", "pareto.csv", "tradeoff.png", "layer_bits.png", "progress.png"):
+        assert (run_dir / name).is_file(), name
+    assert f"report: {run_dir / 'report.md'}" in result.stdout
     for trial_dir in trial_dirs:
         text = _tensorboard_text(trial_dir)
         assert b"hparams" in text and b"epoch_score" in _tensorboard_text(trial_dir / "execution0" / "validation")
