@@ -2,7 +2,8 @@
 float32), trained like one search trial, so a search's result can be judged against them.
 
 Written to results/baselines/<PROFILE>/baselines.csv (columns: label, bits, size_bits, val_loss,
-val_psnr, val_score, epochs), the metrics taken at the epoch with the best val_score, as for trials.
+val_psnr, val_score, epochs trained, best_epoch), the metrics taken at the epoch with the best
+val_score, as for trials.
 """
 import csv
 import os
@@ -13,7 +14,8 @@ from solvers import cost, report, train
 from solvers.config import ConfigError
 from solvers.networks.base7 import base7, layer_names
 
-COLUMNS = ("label", "bits", "size_bits", "val_loss", "val_psnr", "val_score", "epochs")
+COLUMNS = ("label", "bits", "size_bits", "val_loss", "val_psnr", "val_score", "epochs",
+           "best_epoch")
 
 
 def uniform_quantizers(space, bits, m=4):
@@ -73,6 +75,6 @@ def run_baselines(space, train_ds, val_ds, epochs, steps_per_epoch, scale, learn
                             steps_per_epoch=steps_per_epoch, callbacks=[tensorboard],
                             objective=space.objective)
         metrics, best = best_epoch_row(history)
-        rows.append({"label": label, "bits": bits, **metrics, "epochs": best})
+        rows.append({"label": label, "bits": bits, **metrics, "epochs": epochs, "best_epoch": best})
         write_csv(os.path.join(out_dir, "baselines.csv"), rows)  # a kill keeps finished ones
     return rows

@@ -121,7 +121,7 @@ def test_uniform_baselines_write_one_row_per_width_and_float(tmp_path, images):
     assert [r["label"] for r in rows] == ["uniform 4-bit", "uniform 8-bit", "float32"]
     sizes = [int(float(r["size_bits"])) for r in rows]
     assert sizes == [42539 * 4, 42539 * 8, 42539 * 32]
-    assert all(float(r["val_psnr"]) > 0 and r["epochs"] == "1" for r in rows)
+    assert all(float(r["val_psnr"]) > 0 and r["epochs"] == r["best_epoch"] == "1" for r in rows)
     assert "float32" in result.stdout and not (tmp_path / "results" / "tiny").exists()
 
 
