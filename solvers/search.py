@@ -135,20 +135,32 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
     # The checkpoint is written under a temporary name and renamed once the retrain is over, so
     # a kill never leaves a half-written model under a final name, nor an older run's model.
     partial_path = os.path.join(run_dir, "retrain_checkpoint.partial.keras")
+    # Keras' BackupAndRestore keeps the last epoch's weights, optimizer state and epoch number
+    # here while the retrain runs: a retrain that was killed resumes from there, not from epoch 0.
+    backup_dir = os.path.join(run_dir, "retrain_backup")
     save_atomic(model, before_path)
     before = model.evaluate(val_ds, return_dict=True, verbose=0)
-    for stale in (after_path, partial_path):
-        if os.path.exists(stale):
-            os.remove(stale)
+    best_psnr = before["psnr"]
+    if os.path.isdir(backup_dir) and retrain_epochs > 0:
+        print("\nresuming the interrupted retrain from its last finished epoch", flush=True)
+        if os.path.exists(partial_path):  # the best checkpoint so far must not be lost
+            best_psnr = max(best_psnr, keras.models.load_model(partial_path).evaluate(
+                val_ds, return_dict=True, verbose=0)["psnr"])
+    else:
+        for stale in (after_path, partial_path, backup_dir):
+            if os.path.isdir(stale):
+                shutil.rmtree(stale)
+            elif os.path.exists(stale):
+                os.remove(stale)
     if retrain_epochs > 0:
         print(f"\nretraining the best trial for {retrain_epochs} epochs "
               f"(epochs {epochs + 1}-{epochs + retrain_epochs})", flush=True)
         callbacks = [
+            keras.callbacks.BackupAndRestore(backup_dir),
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                               patience=max(2, retrain_epochs // 10), min_lr=1e-5),
             keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
-                                            save_best_only=True,
-                                            initial_value_threshold=before["psnr"]),
+                                            save_best_only=True, initial_value_threshold=best_psnr),
             keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"), profile_batch=0),
         ]
         train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,

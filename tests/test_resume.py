@@ -1,0 +1,91 @@
+"""Nothing lost: a search or a retrain killed with SIGKILL continues where it stopped; the same
+seed gives the same trials."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_autoq, write_images
+
+TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("data") / "hr", count=3)
+
+
+def _args(tmp_path, images, *extra):
+    return [*TINY, "--data", images, "--results-dir", tmp_path / "results",
+            "--tb-dir", tmp_path / "tb", "--run", "r", *extra]
+
+
+def _kill_when(tmp_path, args, ready, timeout=300):
+    """Starts autoq.py, SIGKILLs it as soon as ready(stdout so far) is true; returns stdout."""
+    log = tmp_path / f"killed-{time.monotonic_ns()}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(REPO / "autoq.py"), *map(str, args)],
+                                stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not ready(log.read_text()):
+            assert proc.poll() is None, f"finished before the kill:\n{log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "timed out waiting to kill"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return log.read_text()
+
+
+def _rows(tmp_path):
+    return list(csv.DictReader(open(tmp_path / "results" / "r" / "trials.csv")))
+
+
+def test_a_search_killed_after_its_first_trial_continues(tmp_path, images):
+    args = _args(tmp_path, images, "--trials", "4", "--retrain-epochs", "1")
+    before = _kill_when(tmp_path, args, lambda out: "trial 1/4 done" in out)
+    assert "trial 4/4" not in before
+    result = run_autoq(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "continuing the run" in result.stdout
+    assert "trial 1/4 (" not in result.stdout  # the finished trial is not run again
+    rows = _rows(tmp_path)
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 4
+    assert (tmp_path / "results" / "r" / "best_model_retrained.keras").is_file()
+
+
+def test_a_retrain_killed_midway_resumes_from_its_last_epoch(tmp_path, images):
+    args = _args(tmp_path, images, "--trials", "1", "--retrain-epochs", "4",
+                 "--steps-per-epoch", "20")
+    backup = tmp_path / "results" / "r" / "retrain_backup"
+    _kill_when(tmp_path, args, lambda out: "Epoch 3/5" in out and backup.is_dir())
+    result = run_autoq(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming the interrupted retrain" in result.stdout
+    assert "Epoch 2/5" not in result.stdout and "Epoch 5/5" in result.stdout
+    assert "trial 1/1 (" not in result.stdout  # the search was complete: no trial reruns
+    assert not backup.exists()  # removed once the retrain finished
+    assert (tmp_path / "results" / "r" / "best_model_retrained.keras").is_file()
+    assert len(_rows(tmp_path)) == 1
+
+
+def test_the_same_seed_gives_the_same_trials(tmp_path, images):
+    tables = []
+    for name in ("a", "b"):
+        result = run_autoq(*TINY, "--data", images, "--results-dir", tmp_path / name,
+                           "--tb-dir", tmp_path / "tb", "--trials", "3", "--retrain-epochs", "0",
+                           "--seed", "7")
+        assert result.returncode == 0, result.stderr[-3000:]
+        tables.append(list(csv.DictReader(open(tmp_path / name / "random" / "trials.csv"))))
+    a, b = tables
+    assert len(a) == len(b) == 3
+    for row_a, row_b in zip(a, b):
+        quantizers = [k for k in row_a if k.startswith(("conv_", "act_"))]
+        assert [row_a[k] for k in quantizers] == [row_b[k] for k in quantizers]
+        assert row_a["size_bits"] == row_b["size_bits"]
+        for metric in ("val_loss", "val_psnr", "val_score"):
+            assert float(row_a[metric]) == pytest.approx(float(row_b[metric]), rel=1e-3)
