@@ -50,6 +50,7 @@ help:
 	@echo "make compare RUNS=\"a b\"                 Pareto fronts of several runs: results/compare/"
 	@echo "make div2k [DIV2K_ROOT=data/DIV2K]      download DIV2K (x3) from its official site"
 	@echo "make test                               run the test suite"
+	@echo "make bench [SMOKE=1]                    benchmark (ratios, one run) into results/bench/bench.json"
 	@echo "make tensorboard                        tensorboard --logdir tb_logs"
 	@echo "make clean                              delete results/ and tb_logs/ (distclean: and .venv)"
 	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS SEED SCALE=3"
@@ -116,6 +117,12 @@ div2k: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Speed ratios measured in one run (solvers/bench.py): quantized vs float, XLA, pipeline, search
+# overhead. SMOKE=1: 1 repeat at tiny shapes (what the test suite runs).
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m solvers.bench $(if $(filter 1,$(SMOKE)),--smoke)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir tb_logs

@@ -1,0 +1,318 @@
+"""Benchmark: where a search's time goes on this machine, as ratios measured in one run.
+
+`python -m solvers.bench [--smoke] [--repeats N] [--out results/bench]` measures train steps
+(quantized vs float32, XLA on vs off), their achieved GFLOP/s against a matmul peak, the input
+pipeline vs in-memory tensors, whole-image inference, and the per-trial overhead of a tiny search.
+Things compared are timed in turn (A B A B ...), after a warm-up call each, so drift and noise
+from other jobs on a shared machine hit both sides alike; only ratios are meant to be compared
+across runs. Writes <out>/bench.json (raw seconds as min/median/max over repeats, and ratios).
+"""
+import argparse
+import contextlib
+import functools
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import solvers  # noqa: F401  (first: imports TensorFlow quietly)
+import keras
+import keras_tuner
+import numpy as np
+import qkeras
+import tensorflow as tf
+
+from solvers import data, search, sources, train
+from solvers.config import PROFILES, load_search_space, search_choices
+from solvers.networks.base7 import MyHyperModel, base7, layer_names
+
+tf.get_logger().setLevel("ERROR")  # every model retraces; the retracing warning is expected
+
+SCALE, SEED = 3, 1
+# (batch, LR patch) per setting; smoke keeps the same structure with tiny shapes.
+FULL = dict(settings={"paper": (16, 64), "quick": (16, 32)}, steps=10, image=(678, 1020),
+            matmul=2048, search=(2, 1, 20), pipeline_steps=50, repeats=5)
+SMOKE = dict(settings={"paper": (2, 8), "quick": (2, 8)}, steps=2, image=(48, 64),
+             matmul=256, search=(1, 1, 2), pipeline_steps=3, repeats=1)
+# The fixed mixed assignment, by bit width, looked up in the search space of the config file.
+BITS = {"kernel": 4, "bias": 8, "activation": 4}
+
+
+def stats(values):
+    """{min, median, max} of a list of seconds."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def alternate(fns, repeats):
+    """{name: [seconds per call]}: every fn called once to warm up (tracing, XLA compiling,
+    oneDNN primitive caches), then all called in turn, repeat by repeat (A B A B ...), so a slow
+    spell of the shared machine hits every side instead of one."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def section(times, per=1, ratios=()):
+    """{"seconds": {name: stats of time/per}, "ratios": {"a/b": median a / median b}}."""
+    seconds = {name: stats([t / per for t in ts]) for name, ts in times.items()}
+    return {"seconds": seconds, "ratios": {f"{a}/{b}": seconds[a]["median"] / seconds[b]["median"]
+                                           for a, b in ratios}}
+
+
+def fixed_quantizers(config="quantization_config.yaml"):
+    """base7's quantizers argument: every conv and ReLU at BITS, strings from the config file."""
+    space = load_search_space(config)
+    pick = {kind: next(q for q, b in getattr(space, kind).items() if b == bits)
+            for kind, bits in BITS.items()}
+    convs, acts = layer_names()
+    return {**{c: {"kernel": pick["kernel"], "bias": pick["bias"]} for c in convs},
+            **{a: {"activation": pick["activation"]} for a in acts}}
+
+
+def make_model(quantizers, jit):
+    """A compiled base7 (train.compile_model), XLA on or off. Keras falls back to jit off with a
+    warning if a layer does not support XLA; the effective value is read back by the caller."""
+    keras.utils.set_random_seed(SEED)
+    model = train.compile_model(base7(SCALE, quantizers=quantizers), border=SCALE)
+    model.jit_compile = jit  # before the first step: the train function is built lazily
+    return model
+
+
+def kernel_macs(model):
+    """Multiply-accumulates per LR pixel: the sum of the convolutions' kernel sizes."""
+    return int(sum(np.prod(model.get_layer(n).kernel.shape) for n in layer_names()[0]))
+
+
+def bench_train(cfg, quantizers, repeats, peak_gflops):
+    """Section 1-2: train_on_batch time per step on fixed random tensors, 4 variants per setting."""
+    out = {}
+    for name, (batch, patch) in cfg["settings"].items():
+        x = tf.random.uniform((batch, patch, patch, 3), 0, 255, seed=SEED)
+        y = tf.random.uniform((batch, patch * SCALE, patch * SCALE, 3), 0, 255, seed=SEED)
+        models = {f"{kind}{'_xla' if jit else ''}": make_model(q, jit) for jit in (False, True)
+                  for kind, q in (("float", None), ("quant", quantizers))}
+
+        def steps(model):
+            for _ in range(cfg["steps"]):
+                model.train_on_batch(x, y)
+        times = alternate({n: functools.partial(steps, m) for n, m in models.items()}, repeats)
+        result = section(times, cfg["steps"], [("quant", "float"), ("quant_xla", "float_xla"),
+                                                ("float_xla", "float"), ("quant_xla", "quant")])
+        # A train step ~ 3 forward passes (forward, gradient wrt activations, wrt weights).
+        gflop = 3 * 2 * kernel_macs(models["float"]) * batch * patch ** 2 / 1e9
+        gflops = {n: gflop / s["median"] for n, s in result["seconds"].items()}
+        out[name] = {"batch": batch, "patch": patch, **result, "gflop_per_step": gflop,
+                     "gflop_s": gflops,
+                     "peak_fraction": {n: g / peak_gflops for n, g in gflops.items()},
+                     "jit_effective": {n: bool(m.jit_compile) for n, m in models.items()}}
+    return {"steps_per_repeat": cfg["steps"], "quantizers": quantizers["conv_0"] | quantizers["act_0"],
+            "settings": out}
+
+
+def bench_peak(n, steps, repeats):
+    """A float32 n×n @ n×n matmul in a tf.function: this machine's practical GFLOP/s."""
+    a, b = tf.random.uniform((n, n), seed=SEED), tf.random.uniform((n, n), seed=SEED + 1)
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))  # the sum forces completion
+
+    result = section(alternate({"matmul": lambda: [matmul().numpy() for _ in range(steps)]},
+                               repeats), steps)
+    result["n"], result["gflop_s"] = n, 2 * n ** 3 / 1e9 / result["seconds"]["matmul"]["median"]
+    return result
+
+
+def bench_pipeline(cfg, quantizers, train_pairs, repeats):
+    """Section 3: model.fit steps/s from data.train_dataset vs the same-shaped tensors in memory."""
+    batch, patch = cfg["settings"]["quick"]
+    n = cfg["pipeline_steps"]
+    real = data.train_dataset(train_pairs, SCALE, patch, batch, SEED)
+    x, y = next(iter(real))
+    memory = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model = make_model(quantizers, False)  # Keras' "auto" resolves to no XLA on a CPU machine
+    fit = functools.partial(model.fit, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)
+    times = alternate({"real": functools.partial(fit, real),
+                       "memory": functools.partial(fit, memory)}, repeats)
+    result = section(times, n, [("real", "memory")])
+    result.update(batch=batch, patch=patch, steps_per_fit=n,
+                  steps_per_s={k: 1 / s["median"] for k, s in result["seconds"].items()})
+    return result
+
+
+def bench_inference(cfg, quantizers, repeats):
+    """Section 4: one forward pass on a whole LR image, the model called directly (eager)."""
+    h, w = cfg["image"]
+    image = tf.random.uniform((1, h, w, 3), 0, 255, seed=SEED)
+    models = {"float": base7(SCALE), "quant": base7(SCALE, quantizers=quantizers)}
+    times = alternate({k: functools.partial(lambda m: m(image, training=False).numpy(), m)
+                       for k, m in models.items()}, repeats)
+    return {"height": h, "width": w, **section(times, 1, [("quant", "float")])}
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Seconds inside train steps (and in the first step of each fit alone: it traces the new
+    model's train function) and inside validation, summed over every fit it is given to."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = self.first = self.validation = self._start = self._batches = 0
+
+    def on_train_begin(self, logs=None):
+        self._batches = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        self.steps, self._batches = self.steps + elapsed, self._batches + 1
+        self.first += elapsed if self._batches == 1 else 0.0
+
+    def on_test_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation += time.perf_counter() - self._start
+
+
+def run_tiny_search(train_ds, val_ds, trials, epochs, steps):
+    """One random search as run.py wires it, in a temporary folder; returns (wall s, StepTimer)."""
+    convs, acts = layer_names()
+    space = load_search_space("quantization_config.yaml", convs + acts)
+    timer = StepTimer()
+    base_fit = functools.partial(train.fit, objective=space.objective)
+
+    def fit_fn(model, *args, callbacks=(), **kwargs):
+        return base_fit(model, *args, callbacks=[*callbacks, timer], **kwargs)
+    hypermodel = MyHyperModel(search_choices(space, convs, acts),
+                              functools.partial(train.compile_model, border=SCALE), fit_fn, SCALE)
+    bits_of = {**space.kernel, **space.bias, **space.activation}
+    keras.utils.set_random_seed(SEED)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        tuner = search.make_tuner("random", hypermodel, bits_of, trials, epochs, SEED, tmp)
+        start = time.perf_counter()  # the tuner is made once per run, not per trial
+        search.run_search(tuner, train_ds, val_ds, epochs, steps, os.path.join(tmp, "tb"))
+        wall = time.perf_counter() - start
+    return wall, timer
+
+
+def bench_search(cfg, train_pairs, val_pairs, repeats, quick_step):
+    """Section 5: per-trial overhead = (wall - time in train steps) / trials, and as a share of
+    one quick-profile trial's training (epochs x steps x the measured quick quantized step)."""
+    trials, epochs, steps = cfg["search"]
+    batch, patch = cfg["settings"]["quick"]
+    train_ds = data.train_dataset(train_pairs, SCALE, patch, batch, SEED)
+    val_ds = data.val_dataset(val_pairs)
+    # Nothing to alternate with; the first run warms up (imports, first tuner, oneDNN caches).
+    runs = [run_tiny_search(train_ds, val_ds, trials, epochs, steps) for _ in range(repeats + 1)][1:]
+    quick = PROFILES["quick"]
+    per_trial = quick.epochs * quick.steps_per_epoch
+    result = {"seconds": {
+        "wall": stats([w for w, _ in runs]), "train_steps": stats([t.steps for _, t in runs]),
+        "first_steps": stats([t.first for _, t in runs]),
+        "validation": stats([t.validation for _, t in runs]),
+        "overhead_per_trial": stats([(w - t.steps) / trials for w, t in runs]),
+        # The first step of each trial mostly traces the new model's train function: overhead too.
+        "overhead_with_trace_per_trial": stats([(w - t.steps + t.first) / trials for w, t in runs]),
+        "quick_trial_training": {k: v * per_trial for k, v in quick_step.items()}}}
+    sec = result["seconds"]
+    result["ratios"] = {f"{k}/quick_trial_training": sec[k]["median"] / sec["quick_trial_training"][
+        "median"] for k in ("overhead_per_trial", "overhead_with_trace_per_trial")}
+    result.update(trials=trials, epochs=epochs, steps_per_epoch=steps, batch=batch, patch=patch)
+    return result
+
+
+def machine():
+    """CPU model, cores and library versions."""
+    model = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "keras_tuner": keras_tuner.__version__, "qkeras": getattr(qkeras, "__version__", "?")}
+
+
+def _fmt(s):
+    return f"{s['median'] * 1e3:9.2f} ms [{s['min'] * 1e3:.2f}-{s['max'] * 1e3:.2f}]"
+
+
+def print_table(r):
+    """The ratios first, then the absolute numbers they come from (median [min-max])."""
+    m, peak, p, i, s = (r[k] for k in ("machine", "peak_matmul", "pipeline", "inference", "search"))
+    print(f"\nbench on {m['cpu']} ({m['cores']} cores), {r['repeats']} repeats"
+          f"{' (smoke)' if r['smoke'] else ''}\n\n{'train step':<28}{'quant/float':>12}"
+          f"{'XLA/no-XLA float':>18}{'XLA/no-XLA quant':>18}")
+    for name, t in r["train_step"]["settings"].items():
+        q, label = t["ratios"], f"{name} b{t['batch']} p{t['patch']}"
+        print(f"{label + ' no XLA':<28}{q['quant/float']:>12.2f}{q['float_xla/float']:>18.2f}"
+              f"{q['quant_xla/quant']:>18.2f}\n{label + ' XLA':<28}{q['quant_xla/float_xla']:>12.2f}")
+    print(f"\npeak: {peak['n']}x{peak['n']} matmul {_fmt(peak['seconds']['matmul'])} "
+          f"= {peak['gflop_s']:.1f} GFLOP/s")
+    for name, t in r["train_step"]["settings"].items():
+        print(f"{name} ({t['gflop_per_step']:.2f} GFLOP/step)")
+        for v, sec in t["seconds"].items():
+            print(f"  {v:<10}{_fmt(sec)}/step  {t['gflop_s'][v]:7.1f} GFLOP/s  "
+                  f"{t['peak_fraction'][v]:6.1%} of peak")
+    print(f"\ninput pipeline (b{p['batch']} p{p['patch']}, quant, {p['steps_per_fit']} steps/fit): "
+          f"real/in-memory time per step {p['ratios']['real/memory']:.2f}")
+    for k, sec in p["seconds"].items():
+        print(f"  {k:<10}{_fmt(sec)}/step  {p['steps_per_s'][k]:.1f} steps/s")
+    print(f"\ninference {i['width']}x{i['height']} LR: quant/float {i['ratios']['quant/float']:.2f}")
+    for k, sec in i["seconds"].items():
+        print(f"  {k:<10}{_fmt(sec)}")
+    q = s["ratios"]
+    print(f"\nsearch ({s['trials']} trials x {s['epochs']} epoch x {s['steps_per_epoch']} steps, "
+          f"b{s['batch']} p{s['patch']}): overhead per trial / quick trial training "
+          f"{q['overhead_per_trial/quick_trial_training']:.1%} "
+          f"({q['overhead_with_trace_per_trial/quick_trial_training']:.1%} with the first-step trace)")
+    for k, sec in s["seconds"].items():
+        print(f"  {k:<30}{_fmt(sec)}")
+
+
+def write_json(path, obj):
+    """JSON through a temporary file and a rename: a kill never leaves half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    """Runs every measurement, prints the table, writes <out>/bench.json; returns 0."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="1 repeat, tiny shapes (for tests)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per measurement")
+    parser.add_argument("--out", default="results/bench", help="folder for bench.json")
+    args = parser.parse_args(argv)
+    cfg = SMOKE if args.smoke else FULL
+    repeats = args.repeats or cfg["repeats"]
+    if repeats < 1:
+        parser.error("--repeats must be at least 1")
+    quantizers = fixed_quantizers()
+    train_pairs, val_pairs = sources.load_pairs(None, SCALE)
+    peak = bench_peak(cfg["matmul"], max(1, cfg["steps"] // 2), repeats)
+    train_step = bench_train(cfg, quantizers, repeats, peak["gflop_s"])
+    result = {"machine": machine(), "smoke": args.smoke, "repeats": repeats,
+              "peak_matmul": peak, "train_step": train_step,
+              "pipeline": bench_pipeline(cfg, quantizers, train_pairs, repeats),
+              "inference": bench_inference(cfg, quantizers, repeats),
+              "search": bench_search(cfg, train_pairs, val_pairs, repeats,
+                                     train_step["settings"]["quick"]["seconds"]["quant"])}
+    print_table(result)
+    os.makedirs(args.out, exist_ok=True)
+    write_json(path := os.path.join(args.out, "bench.json"), result)
+    print(f"\nwritten: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

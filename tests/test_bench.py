@@ -1,0 +1,70 @@
+"""The benchmark's smoke run: bench.json well formed. No time is asserted (the machine is shared)."""
+import json
+import math
+
+import pytest
+
+from solvers import bench
+
+SECTIONS = ("peak_matmul", "train_step", "pipeline", "inference", "search")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert bench.main(["--smoke", "--out", str(out)]) == 0
+    assert not [p.name for p in out.iterdir() if p.name != "bench.json"]  # no temp file left
+    return json.loads((out / "bench.json").read_text())
+
+
+def _sections(report):
+    """Every {"seconds", "ratios"} object of the report, by a readable name."""
+    found = {name: report[name] for name in SECTIONS if name != "train_step"}
+    found.update({f"train_step.{k}": v for k, v in report["train_step"]["settings"].items()})
+    return found
+
+
+def test_header_and_every_section_present(report):
+    assert report["smoke"] is True and report["repeats"] == 1
+    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
+    assert {"tensorflow", "keras"} <= set(report["machine"])
+    assert set(SECTIONS) <= set(report)
+    assert set(report["train_step"]["settings"]) == {"paper", "quick"}
+    for setting in report["train_step"]["settings"].values():
+        assert set(setting["seconds"]) == {"float", "quant", "float_xla", "quant_xla"}
+        assert set(setting["ratios"]) == {"quant/float", "quant_xla/float_xla", "float_xla/float",
+                                          "quant_xla/quant"}
+    assert set(report["pipeline"]["ratios"]) == {"real/memory"}
+    assert set(report["inference"]["ratios"]) == {"quant/float"}
+    assert "overhead_per_trial/quick_trial_training" in report["search"]["ratios"]
+
+
+def test_times_are_positive_and_finite(report):
+    for name, sec in _sections(report).items():
+        for key, s in sec["seconds"].items():
+            assert set(s) == {"min", "median", "max"}, (name, key)
+            assert all(math.isfinite(v) for v in s.values()), (name, key, s)
+            assert s["min"] <= s["median"] <= s["max"], (name, key, s)
+            # overhead = wall - steps could be ~0 in theory; every measured time is > 0
+            if not key.startswith("overhead"):
+                assert s["min"] > 0, (name, key, s)
+
+
+def test_ratios_are_the_quotients_of_the_reported_medians(report):
+    for name, sec in _sections(report).items():
+        for ratio, value in sec["ratios"].items():
+            a, b = ratio.split("/")
+            medians = sec["seconds"][a]["median"], sec["seconds"][b]["median"]
+            assert value == pytest.approx(medians[0] / medians[1], rel=1e-12), (name, ratio)
+
+
+def test_derived_numbers_follow_from_the_times(report):
+    peak = report["peak_matmul"]
+    assert peak["gflop_s"] == pytest.approx(2 * peak["n"] ** 3 / 1e9 / peak["seconds"]["matmul"]["median"])
+    for setting in report["train_step"]["settings"].values():
+        # 42,345 MACs per LR pixel (the sum of base7's kernel sizes), a step ~ 3 forward passes
+        assert setting["gflop_per_step"] == pytest.approx(
+            3 * 2 * 42345 * setting["batch"] * setting["patch"] ** 2 / 1e9)
+        for variant, s in setting["seconds"].items():
+            assert setting["gflop_s"][variant] == pytest.approx(setting["gflop_per_step"] / s["median"])
+    assert report["inference"]["width"] == 64 and report["inference"]["height"] == 48
