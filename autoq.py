@@ -9,7 +9,10 @@ Defaults come from the profile (solvers/config.py: PROFILES); every option overr
 User errors print one line `error: ...` and exit 2, before anything in results/<RUN> is touched.
 """
 import argparse
+import errno
 import sys
+
+OUTPUT_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +89,14 @@ def main(argv=None):
         return run.uniform_baselines(args) if args.baselines else run.search_and_retrain(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # The output folders cannot be written (read-only, full, a file in the way): the user's
+        # to fix, so one line. Files already written stay whole (they are written atomically).
+        if e.errno not in OUTPUT_ERRORS:
+            raise
+        print(f"error: cannot write {e.filename or 'the outputs'}: {e.strerror} (--results-dir, "
+              "--tb-dir)", file=sys.stderr)
         return 2
 
 

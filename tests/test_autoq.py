@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 import autoq
-from conftest import run_autoq
+from conftest import run_autoq, write_images
 from solvers.networks.base7 import base7
 
 TINY = ["--trials", "1", "--epochs", "1", "--retrain-epochs", "0", "--steps-per-epoch", "1",
@@ -78,3 +78,28 @@ def test_a_real_process_prints_no_traceback(args):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_error_line(tmp_path, capsys):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    code = autoq.main([*TINY, "--data", str(write_images(tmp_path / "hr")), "--results-dir",
+                       str(blocker), "--tb-dir", str(tmp_path / "tb")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: cannot write ") and "\n" not in err
+    assert blocker.read_text().startswith("a file")
+
+
+def test_a_full_disk_is_one_error_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from solvers import report
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(report, "_write_atomic", full)
+    code = autoq.main([*TINY, "--data", str(write_images(tmp_path / "hr")), "--results-dir",
+                       str(tmp_path / "results"), "--tb-dir", str(tmp_path / "tb")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: cannot write ")
+    assert "run.yaml: No space left on device" in err
