@@ -34,6 +34,8 @@ PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) --scale $(SCALE) \
 	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES))
 SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN)) \
 	$(if $(filter 1,$(FRESH)),--fresh)
+# WORKERS=N: the search on N worker processes here (Keras Tuner's distributed mode).
+LAUNCH_OPTS = $(if $(WORKERS),--workers $(WORKERS))
 
 ALGOS := random bayesian hyperband
 .PHONY: help venv div2k baselines $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
@@ -43,6 +45,8 @@ help:
 	@echo "make venv                               create .venv and install requirements.txt (any target does)"
 	@echo "make random | bayesian | hyperband      search per-layer quantizers from scratch"
 	@echo "make pretrained_random | _bayesian | _hyperband   search from the float32 model (built once)"
+	@echo "make random WORKERS=2                   the same search on 2 worker processes"
+	@echo "make chief ORACLE=host:port [ALGO=random], make worker ORACLE=host:port ID=k   several machines"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
 	@echo "make baselines [BASELINE_EPOCHS=n]      uniform 2..8-bit and float32 models, as one trial"
 	@echo "make eval MODEL=path EVAL_DATA=folder    PSNR/SSIM vs bicubic, per image (SCALE LR_DATA FLOAT_MODEL EVAL_OUT SAVE_IMAGES=1)"
@@ -66,10 +70,21 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 $(ALGOS): $(STAMP)
-	$(PY) autoq.py --algo $@ $(SEARCH_OPTS)
+	$(PY) autoq.py --algo $@ $(SEARCH_OPTS) $(LAUNCH_OPTS)
 
 $(addprefix pretrained_,$(ALGOS)): pretrained_%: $(FLOAT_MODEL) $(STAMP)
-	$(PY) autoq.py --algo $* --float-model $(FLOAT_MODEL) $(SEARCH_OPTS)
+	$(PY) autoq.py --algo $* --float-model $(FLOAT_MODEL) $(SEARCH_OPTS) $(LAUNCH_OPTS)
+
+# Several machines sharing this folder: one `make chief`, then `make worker ID=k` on each machine,
+# all with the same ORACLE=host:port (the chief's address) and the same variables.
+ALGO ?= random
+ORACLE ?=
+ID ?= 0
+.PHONY: chief worker
+chief worker: $(STAMP)
+	@if [ -z "$(ORACLE)" ]; then echo "error: make $@ needs ORACLE=host:port" >&2; exit 2; fi
+	$(PY) autoq.py --algo $(ALGO) --role $@ --oracle $(ORACLE) $(if $(filter worker,$@),--worker-id $(ID)) \
+		$(SEARCH_OPTS)
 
 # A file target: built once per profile and reused by every pretrained_* search.
 $(FLOAT_MODEL): | $(STAMP)

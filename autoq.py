@@ -65,6 +65,13 @@ def parse_args(argv=None):
                    help="epochs per baseline (default: one search trial's, --epochs)")
     p.add_argument("--run", default=None, help="run name (default: the algorithm, "
                    "+ _pretrained with --float-model)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="run the search on N worker processes on this machine (Keras Tuner's "
+                   "distributed mode); the chief retrains the winner")
+    p.add_argument("--role", choices=("chief", "worker"),
+                   help="one process of a distributed search (with --oracle)")
+    p.add_argument("--oracle", help="host:port of the chief's oracle")
+    p.add_argument("--worker-id", type=_count, default=0, help="this worker's number (--role worker)")
     p.add_argument("--fresh", action="store_true",
                    help="start the run over, moving its old results and logs aside")
     p.add_argument("--results-dir", default="results")
@@ -74,6 +81,12 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.train_float and not args.float_model:
         p.error("--train-float needs --float-model PATH to save to")
+    if args.role and not args.oracle:
+        p.error(f"--role {args.role} needs --oracle host:port")
+    if args.oracle and (":" not in args.oracle or not args.oracle.rsplit(":", 1)[1].isdigit()):
+        p.error(f"argument --oracle: {args.oracle!r} is not host:port")
+    if args.workers and (args.role or args.train_float or args.baselines):
+        p.error("--workers runs a search: not with --role, --train-float or --baselines")
     if not args.learning_rate > 0:
         p.error(f"argument --learning-rate: {args.learning_rate} must be > 0")
     return args
@@ -81,6 +94,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)  # before importing TensorFlow, so option errors come at once
+    if args.workers:
+        from solvers import distributed  # no TensorFlow in the launcher itself
+        argv = sys.argv[1:] if argv is None else list(argv)
+        argv = _without(_without(argv, "--workers"), "--oracle")
+        return distributed.launch(__file__, argv, args.workers, args.oracle)
     from solvers.config import ConfigError
     try:
         from solvers import run
@@ -98,6 +116,19 @@ def main(argv=None):
         print(f"error: cannot write {e.filename or 'the outputs'}: {e.strerror} (--results-dir, "
               "--tb-dir)", file=sys.stderr)
         return 2
+
+
+def _without(argv, option):
+    """argv minus `option` and its value (either `--option v` or `--option=v`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

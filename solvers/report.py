@@ -18,7 +18,13 @@ def _write_atomic(path, write):
     os.replace(tmp, path)
 
 
-def trial_rows(oracle, hp_names):
+def _worker(project_dir, trial_id):
+    """The Keras Tuner id (tuner0, tuner1, ...) of the process that ran a trial, if recorded."""
+    path = os.path.join(project_dir, f"trial_{trial_id}", "worker.txt")
+    return open(path).read().strip() if project_dir and os.path.isfile(path) else ""
+
+
+def trial_rows(oracle, hp_names, project_dir=None):
     """One dict per trial: id, status, epochs trained, each quantizer, and the metrics of the epoch
     with the best val_score (not each metric's own best, which could come from different epochs)."""
     rows = []
@@ -29,7 +35,7 @@ def trial_rows(oracle, hp_names):
         failed = trial.status in ("INVALID", "FAILED")
         reason = (trial.message or "").strip().splitlines()[-1:] if failed else []
         row = {"trial_id": trial_id, "status": "FAILED" if failed else trial.status,
-               "reason": reason[0] if reason else "",
+               "reason": reason[0] if reason else "", "worker": _worker(project_dir, trial_id),
                **{name: values.get(name, "") for name in hp_names}}
         metrics = trial.metrics
         if metrics.exists("val_score") and not failed:
@@ -44,7 +50,7 @@ def trial_rows(oracle, hp_names):
 
 
 def write_trials_csv(path, rows, hp_names):
-    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "reason"]
+    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "worker", "reason"]
 
     def write(f):
         writer = csv.DictWriter(f, fieldnames=columns, restval="")

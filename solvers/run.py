@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from solvers import baselines, data, report, run_report, search, sources, train
+from solvers import baselines, data, distributed, report, run_report, search, sources, train
 from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, base7, layer_names
 
@@ -160,7 +160,13 @@ def search_and_retrain(args):
     run_dir = os.path.join(args.results_dir, run_name)
     tb_dir = os.path.join(args.tb_dir, run_name)
     settings = run_settings(args, run_name, profile, space, choices)
-    prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
+    worker = args.role == "worker"
+    if args.role:  # Keras Tuner's distributed mode reads its role from the environment
+        os.environ.update(distributed.tuner_env(args.role, args.oracle, args.worker_id))
+    if worker:
+        os.makedirs(run_dir, exist_ok=True)  # the chief owns run.yaml and the outputs
+    else:
+        prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
     keras.utils.set_random_seed(args.seed)
 
     bits_of = {**space.kernel, **space.bias, **space.activation}
@@ -173,9 +179,15 @@ def search_and_retrain(args):
                               args.seed, run_dir)
     print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
           f"{'from ' + args.float_model if args.float_model else 'from scratch'}", flush=True)
+    if args.role == "chief":
+        print(f"chief: serving the oracle at {args.oracle} to the workers", flush=True)
     search.run_search(tuner, train_ds, val_ds, profile.epochs, profile.steps_per_epoch, tb_dir)
+    if worker:
+        print(f"worker tuner{args.worker_id}: no trials left; the chief retrains the winner")
+        return 0
     report.write_trials_csv(os.path.join(run_dir, "trials.csv"),
-                            report.trial_rows(tuner.oracle, list(choices)), list(choices))
+                            report.trial_rows(tuner.oracle, list(choices), tuner.project_dir),
+                            list(choices))
     if not any(t.status == "COMPLETED" for t in tuner.oracle.trials.values()):
         raise ConfigError(f"{run_dir}: every trial failed; see trials.csv")
     values, before, after = search.retrain_best(

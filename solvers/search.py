@@ -28,24 +28,31 @@ OBJECTIVE = kt.Objective("val_score", direction="min")
 
 class _Progress:
     """Mixin for a Keras Tuner: one line per trial start and end, elapsed time and an estimate of
-    what remains (in place of Keras Tuner's multi-line hyperparameter table)."""
+    what remains (in place of Keras Tuner's multi-line hyperparameter table). Works on a worker of
+    a distributed search too, where self.oracle is a client of the chief's oracle."""
 
     def on_search_begin(self):
         super().on_search_begin()
-        self._started = time.time()
-        self._done_before = sum(t.status == "COMPLETED" for t in self.oracle.trials.values())
-        self._done_now = 0
+        self._started, self._done_now, self._highest = time.time(), 0, 0
+        # A worker's OracleClient wraps a local copy of the oracle, which knows the settings.
+        self._settings = getattr(self.oracle, "_oracle", self.oracle)
 
     def total_trials(self):
-        oracle = self.oracle
-        if isinstance(oracle, kt.oracles.HyperbandOracle):
+        oracle = self._settings
+        if isinstance(oracle, kt.oracles.HyperbandOracle):  # its count follows from its brackets
             return oracle.hyperband_iterations * sum(
-                oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(b + 1))
+                oracle._get_size(b, r) for b in range(oracle._get_num_brackets())
+                for r in range(b + 1))
         return oracle.max_trials
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
-        self._trial_number = len(self.oracle.trials)
+        # Keras Tuner numbers trials 0, 1, ... in the order it creates them (a retried trial
+        # keeps its number), so the id says how far the search is, on any worker.
+        self._trial_number = int(trial.trial_id) + 1
+        self._highest = max(self._highest, self._trial_number)
+        with open(os.path.join(self.get_trial_dir(trial.trial_id), "worker.txt"), "w") as f:
+            f.write(self.tuner_id)  # trials.csv's worker column
         epochs = trial.hyperparameters.values.get("tuner/epochs")
         extra = f", {epochs} epochs" if epochs else ""
         print(f"\ntrial {self._trial_number}/{self.total_trials()} (id {trial.trial_id}{extra}): "
@@ -55,13 +62,15 @@ class _Progress:
         super().on_trial_end(trial)
         self._done_now += 1
         elapsed = time.time() - self._started
-        left = max(0, self.total_trials() - self._done_before - self._done_now)
+        left = max(0, self.total_trials() - self._highest)  # not started yet
         eta = elapsed / self._done_now * left
         if trial.status in ("INVALID", "FAILED"):
             lines = (trial.message or "").strip().splitlines()
             score = f"FAILED ({lines[-1] if lines else 'no reason given'})"
         else:
-            score = f"val_score {trial.score:.4f}"
+            # On a worker the chief scores the trial: ask the oracle (a gRPC call there).
+            score = self.oracle.get_trial(trial.trial_id).score
+            score = f"val_score {score:.4f}" if score is not None else "completed"
         print(f"trial {self._trial_number}/{self.total_trials()} done: {score} | "
               f"elapsed {_hms(elapsed)}, about {_hms(eta)} left for {left} trial(s)", flush=True)
 

@@ -62,11 +62,13 @@ def test_a_retrain_killed_midway_resumes_from_its_last_epoch(tmp_path, images):
     args = _args(tmp_path, images, "--trials", "1", "--retrain-epochs", "4",
                  "--steps-per-epoch", "20")
     backup = tmp_path / "results" / "r" / "retrain_backup"
-    _kill_when(tmp_path, args, lambda out: "Epoch 3/5" in out and backup.is_dir())
+    # "Epoch 3/5" is printed once epoch 2, the first of the retrain, has ended and been backed up.
+    killed = _kill_when(tmp_path, args, lambda out: "Epoch 3/5" in out and backup.is_dir())
     result = run_autoq(*args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resuming the interrupted retrain" in result.stdout
-    assert "Epoch 2/5" not in result.stdout and "Epoch 5/5" in result.stdout
+    context = f"before the kill:\n{killed[-1500:]}\nafter:\n{result.stdout[-1500:]}"
+    assert "resuming the interrupted retrain" in result.stdout, context
+    assert "Epoch 2/5" not in result.stdout and "Epoch 5/5" in result.stdout, context
     assert "trial 1/1 (" not in result.stdout  # the search was complete: no trial reruns
     assert not backup.exists()  # removed once the retrain finished
     assert (tmp_path / "results" / "r" / "best_model_retrained.keras").is_file()
