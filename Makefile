@@ -29,6 +29,7 @@ PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) --scale $(SCALE) \
 	$(if $(TRIALS),--trials $(TRIALS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) \
 	$(if $(PATCH),--patch-size $(PATCH)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
+	$(if $(PATIENCE),--patience $(PATIENCE)) $(if $(filter 1,$(XLA)),--xla) \
 	$(if $(DATA),--data $(DATA)) $(if $(LR_DATA),--lr-data $(LR_DATA)) \
 	$(if $(DIV2K_ROOT),--div2k-root $(DIV2K_ROOT)) $(if $(TRAIN_IMAGES),--train-images $(TRAIN_IMAGES)) \
 	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES))
@@ -55,9 +56,11 @@ help:
 	@echo "make div2k [DIV2K_ROOT=data/DIV2K]      download DIV2K (x3) from its official site"
 	@echo "make test                               run the test suite"
 	@echo "make bench [SMOKE=1]                    benchmark (ratios, one run) into results/bench/bench.json"
+	@echo "make bench-distributed                  trials/hour: 2 workers x 1 core vs 1 process x 2 cores"
 	@echo "make tensorboard                        tensorboard --logdir tb_logs"
 	@echo "make clean                              delete results/ and tb_logs/ (distclean: and .venv)"
-	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS SEED SCALE=3"
+	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS PATIENCE XLA=1"
+	@echo "           SEED SCALE=3"
 	@echo "           DATA=folder|div2k LR_DATA=folder DIV2K_ROOT=path TRAIN_IMAGES=n VAL_IMAGES=n"
 	@echo "           RUN=name FRESH=1 CONFIG=quantization_config.yaml FLOAT_MODEL=path"
 
@@ -136,6 +139,10 @@ test: $(STAMP)
 # Speed ratios measured in one run (solvers/bench.py): quantized vs float, XLA, pipeline, search
 # overhead. SMOKE=1: 1 repeat at tiny shapes (what the test suite runs).
 .PHONY: bench
+.PHONY: bench-distributed
+bench-distributed: $(STAMP)
+	$(PY) -m solvers.bench_distributed
+
 bench: $(STAMP)
 	$(PY) -m solvers.bench $(if $(filter 1,$(SMOKE)),--smoke)
 

@@ -46,7 +46,10 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--patch-size", type=_positive_int, help="LR training patch side in pixels")
     p.add_argument("--steps-per-epoch", type=_positive_int)
+    p.add_argument("--patience", type=_count, help="stop a trial after this many epochs "
+                   "without a better val_score (0: never)")
     p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--xla", action="store_true", help="compile train steps with XLA")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=3)
     p.add_argument("--data", default=None, help="folder of HR PNG/JPEG images, or div2k "

@@ -40,6 +40,7 @@ class Profile:
     batch_size: int
     patch_size: int        # LR training patch side; the HR patch is patch_size × scale
     steps_per_epoch: int
+    patience: int = 0      # stop a trial after this many epochs without a better val_score (0: never)
 
 
 PROFILES = {
@@ -48,7 +49,7 @@ PROFILES = {
                      steps_per_epoch=100),
     # paper: the seed's protocol; 1000 steps per epoch gives its two million training steps.
     "paper": Profile(trials=100, epochs=20, retrain_epochs=180, batch_size=16, patch_size=64,
-                     steps_per_epoch=1000),
+                     steps_per_epoch=1000, patience=5),
 }
 
 

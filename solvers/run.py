@@ -67,7 +67,8 @@ def train_float(args):
     train_ds, val_ds = _datasets(args, profile)
     keras.utils.set_random_seed(args.seed)
     os.makedirs(os.path.dirname(os.path.abspath(args.float_model)), exist_ok=True)
-    model = train.compile_model(base7(scale=args.scale), args.learning_rate, border=args.scale)
+    model = train.compile_model(base7(scale=args.scale), args.learning_rate, border=args.scale,
+                                xla=args.xla)
     tmp_path = args.float_model + ".partial.keras"  # renamed once complete
     callbacks = [keras.callbacks.ModelCheckpoint(tmp_path, monitor="val_psnr", mode="max",
                                                  save_best_only=True),
@@ -132,17 +133,19 @@ def _short(value, limit=80):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _fit_fn(objective, nan_trials=None):
-    """train.fit for the trials. nan_trials (a test-only option) lists trial numbers, in the
+def _fit_fn(objective, patience=0, nan_trials=None):
+    """train.fit for the trials, stopping a trial whose val_score has not improved for
+    `patience` epochs (0: never). nan_trials (a test-only option) lists trial numbers, in the
     order they run from 0, whose learning rate is made NaN: their loss explodes, as it would with
     a diverging configuration, to show that such a trial is recorded as failed."""
-    if not nan_trials:
-        return functools.partial(train.fit, objective=objective)
     calls = iter(range(10**9))
 
     def fit(model, *args, callbacks=(), **kwargs):
-        if next(calls) in nan_trials:
+        if next(calls) in (nan_trials or ()):
             model.optimizer.learning_rate.assign(float("nan"))
+        if patience:
+            stop = keras.callbacks.EarlyStopping(monitor="val_score", mode="min", patience=patience)
+            callbacks = [*callbacks, stop]
         return train.fit(model, *args, callbacks=callbacks, objective=objective, **kwargs)
     return fit
 
@@ -172,8 +175,8 @@ def search_and_retrain(args):
     bits_of = {**space.kernel, **space.bias, **space.activation}
     hypermodel = MyHyperModel(
         choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate,
-                                              border=args.scale),
-        fit_fn=_fit_fn(space.objective, args.test_nan_trials), scale=args.scale,
+                                              border=args.scale, xla=args.xla),
+        fit_fn=_fit_fn(space.objective, profile.patience, args.test_nan_trials), scale=args.scale,
         float_weights=float_weights)
     tuner = search.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
                               args.seed, run_dir)

@@ -180,6 +180,8 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
     else:  # the retrain never beat the searched weights
         shutil.copyfile(before_path, after_path + ".tmp")
         os.replace(after_path + ".tmp", after_path)
-    after = keras.models.load_model(after_path).evaluate(val_ds, return_dict=True, verbose=0)
+    with warnings.catch_warnings():  # only the weights matter here, not the optimizer state
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        after = keras.models.load_model(after_path).evaluate(val_ds, return_dict=True, verbose=0)
     values = {k: v for k, v in best_hp.values.items() if not k.startswith("tuner/")}
     return values, before, after

@@ -43,3 +43,12 @@ def test_fresh_moves_the_old_run_and_logs_aside(tmp_path):
     assert len(moved) == 1 and (moved[0] / "trials.csv").read_text() == "old\n"
     assert len([p for p in (tmp_path / "tb").iterdir() if p.name.startswith("r.old-")]) == 1
     assert sorted(p.name for p in run_dir.iterdir()) == ["run.yaml"]
+
+
+def test_profile_values_are_overridden_by_options():
+    import autoq
+    from solvers.run import profile_settings
+    args = autoq.parse_args(["--profile", "paper", "--epochs", "3", "--patience", "0"])
+    profile = profile_settings(args)
+    assert (profile.epochs, profile.patience, profile.trials) == (3, 0, 100)
+    assert profile_settings(autoq.parse_args(["--profile", "paper"])).patience == 5
