@@ -16,6 +16,9 @@ OUTPUT_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EN
 
 
 class _Parser(argparse.ArgumentParser):
+    """As solvers.config.ArgumentParser, which this script cannot import before parsing: importing
+    solvers loads TensorFlow (seconds), and a mistyped option should be answered at once."""
+
     def error(self, message):  # one line and exit 2, as for every other user error
         print(f"error: autoq.py: {message}", file=sys.stderr)
         sys.exit(2)

@@ -3,7 +3,9 @@
 Anything a user can get wrong raises ConfigError with one line naming the file or option, the key,
 and what is allowed; autoq.py prints it as `error: ...` and exits 2.
 """
+import argparse
 import math
+import sys
 from dataclasses import dataclass, field
 
 import yaml
@@ -14,6 +16,15 @@ from solvers.objective import ObjectiveParams
 
 class ConfigError(Exception):
     """A user error: the message names the file or option, the key, and what is allowed."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line `error: <prog>: ...` and exit 2, like every user error
+    (argparse's own prints the usage too)."""
+
+    def error(self, message):
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 SECTIONS = ("kernel", "bias", "activation")

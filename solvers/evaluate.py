@@ -7,7 +7,6 @@ Per image: Y-PSNR and Y-SSIM (BT.601 luma, `scale` pixels cropped from each bord
 bicubic upscaling, of the model and of the float model when given. Prints a table and writes
 <out>/eval.csv (default out: <model dir>/eval/). User errors print one line `error: ...`, exit 2.
 """
-import argparse
 import csv
 import os
 import sys
@@ -16,7 +15,7 @@ import zipfile
 
 # solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
 from solvers import metrics, sources
-from solvers.config import ConfigError
+from solvers.config import ArgumentParser, ConfigError
 
 import keras  # noqa: E402,I001
 import numpy as np
@@ -167,14 +166,8 @@ def write_csv(path, rows):
         raise
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, as for every other user error
-        print(f"error: {self.prog}: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def parse_args(argv=None):
-    p = _Parser(prog="python -m solvers.evaluate", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m solvers.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="the .keras model to evaluate")
     p.add_argument("--data", required=True, help="folder of HR PNG/JPEG images")
     p.add_argument("--lr-data", default=None, help="folder of matching LR images (default: "

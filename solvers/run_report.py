@@ -7,16 +7,15 @@ make_report marks the Pareto front in trials.csv (and writes pareto.csv), draws 
 layer_bits.png, progress.png and sr_samples.png into the run folder, copies them to TensorBoard
 under <tb-dir>/report, and writes report.md. User errors print one line `error: ...`, exit 2.
 """
-import argparse
 import csv
-import math
 import os
 import sys
 
 # solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
 from solvers import cost, metrics, pareto, plots, sources
-from solvers.config import ConfigError
-from solvers.pareto import bits_of, bits_summary, number, trial_key
+from solvers.config import ArgumentParser, ConfigError
+from solvers.report_text import cell, kib, settings_md, summary_md, trials_md, verdict
+from solvers.pareto import bits_of, number
 
 import numpy as np  # noqa: E402,I001
 import tensorflow as tf
@@ -158,127 +157,6 @@ def write_tensorboard(tb_dir, pngs, text):
     writer.close()
 
 
-def _kib(bits):
-    """Bits as KiB with 2 decimals ("–" for a missing number)."""
-    return "–" if bits is None else f"{bits / 8192:.2f}"
-
-
-def _cell(value, fmt="{:.2f}"):
-    return "–" if number(value) is None else fmt.format(number(value))
-
-
-def _versus(diff):
-    """A PSNR difference in words and signed dB, e.g. `0.23 dB better (+0.23 dB)`."""
-    word = "better" if diff > 0 else "worse" if diff < 0 else "equal"
-    return f"{abs(diff):.2f} dB {word} ({diff:+.2f} dB)"
-
-
-def verdict(run, baselines, baselines_path):
-    """One paragraph from the numbers: the chosen model's search-trial PSNR against the uniform
-    baseline nearest in size (by ratio) and uniform 8-bit, trained for the same epochs, and
-    whether it is on the Pareto front."""
-    chosen, sizes = run["chosen"], run["sizes"]
-    if chosen is None or number(chosen["val_psnr"]) is None:
-        return "No trial completed, so there is no chosen model to judge."
-    size, psnr = number(chosen["size_bits"]), number(chosen["val_psnr"])
-    epochs = (run["settings"].get("settings") or {}).get("epochs")
-    text = [f"The chosen model (trial {chosen['trial_id']}) stores {_kib(size)} KiB, "
-            f"{sizes['float32_bits'] / size:.1f}× smaller than float32 and "
-            f"{sizes['uniform8_bits'] / size:.2f}× smaller than uniform 8-bit; after its search "
-            f"trial ({f'{epochs} epochs, ' if epochs else ''}the budget each uniform baseline is "
-            f"trained with) it reached {psnr:.2f} dB."]
-    uniform = [b for b in baselines or [] if (number(b["size_bits"]) or 0) > 0
-               and number(b["val_psnr"]) is not None and number(b.get("bits")) != 32
-               and b["label"] != "float32"]
-    if baselines is None:
-        text.append(f"No uniform baselines were found ({baselines_path}): run `make baselines` "
-                    "(same PROFILE) to compare with uniform quantization at the same training "
-                    "budget; until then only the float32 and 8-bit sizes above compare.")
-    elif not uniform:
-        text.append(f"{baselines_path} has no uniform baseline with a size and a PSNR.")
-    else:
-        near = min(uniform, key=lambda b: abs(math.log(number(b["size_bits"]) / size)))
-        n_size, n_psnr = number(near["size_bits"]), number(near["val_psnr"])
-        text.append(f"The uniform baseline nearest in size (by ratio) is {near['label']} "
-                    f"({_kib(n_size)} KiB, {n_psnr:.2f} dB): the chosen model is "
-                    f"{_versus(psnr - n_psnr)} at {size / n_size:.2f}× its size.")
-        u8 = next((b for b in uniform if number(b.get("bits")) == 8), None)
-        if u8 is not None:
-            u8_size, u8_psnr = number(u8["size_bits"]), number(u8["val_psnr"])
-            text.append(f"Against uniform 8-bit ({_kib(u8_size)} KiB, {u8_psnr:.2f} dB): "
-                        f"{_versus(psnr - u8_psnr)} at {u8_size / size:.2f}× smaller.")
-        better = [b["label"] for b in uniform
-                  if number(b["size_bits"]) <= size and number(b["val_psnr"]) >= psnr]
-        text.append(f"{', '.join(better)}: no larger and at least as good, so the search did not "
-                    "beat uniform quantization here." if better else
-                    "No uniform baseline is both as small and as good.")
-    done = len(pareto.candidates(run["rows"]))
-    text.append(f"It is on this run's Pareto front ({len(run['front'])} of {done} completed "
-                "trials)." if chosen.get(pareto.PARETO) == "true" else
-                "It is not on this run's Pareto front: another trial is no larger and at least as "
-                "good after the search (the score also weighs the loss).")
-    if sizes.get("val_psnr_retrained") is not None:
-        text.append(f"After the retrain it reached {sizes['val_psnr_retrained']:.2f} dB (a longer "
-                    "budget, so not comparable with the baselines).")
-    return " ".join(text)
-
-
-def _settings_md(s):
-    """The settings of run.yaml as a list."""
-    if not s:
-        return "run.yaml is missing (a run from before it was written): settings unknown.\n"
-    pairs = lambda d: ", ".join(f"{k}={v}" for k, v in (d or {}).items() if v is not None)  # noqa
-    space = s.get("search_space") or {}
-    return "\n".join([
-        f"- algorithm: **{s.get('algo')}**, profile **{s.get('profile')}** "
-        f"({pairs(s.get('settings'))})",
-        f"- objective: {pairs(s.get('objective'))}",
-        f"- seed {s.get('seed')}, scale ×{s.get('scale')}, learning rate {s.get('learning_rate')}, "
-        f"config `{s.get('config')}` ({len(space)} quantizer choices, "
-        f"{math.prod(len(v) for v in space.values()):.3g} combinations)",
-        f"- data: {pairs(s.get('data')) or 'scikit-image photos (default)'}",
-        f"- float model: {s.get('float_model') or 'none (trials start from scratch)'}",
-        f"- versions: {pairs(s.get('versions'))}"]) + "\n"
-
-
-def _summary_md(run):
-    """Per-layer bits, sizes against float32 and uniform 8-bit, PSNR after search and retrain."""
-    layers, sz = run["layers"], run["sizes"]
-    if not layers:
-        return "No chosen model.\n"
-    show = lambda v: "–" if v is None else str(v)  # noqa: E731
-    lines = ["| layer | weights | biases | kernel bits | bias bits | activation bits | bits |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {x['name']} | {x['weights']} | {x['biases']} | {show(x['kernel_bits'])} | "
-              f"{show(x['bias_bits'])} | {show(x['activation_bits'])} | "
-              f"{x['weights'] * (x['kernel_bits'] or 0) + x['biases'] * (x['bias_bits'] or 0)} |"
-              for x in layers]
-    size, after = sz["size_bits"], sz.get("val_psnr_retrained")
-    lines += ["", f"- size: {size:.0f} bits = **{_kib(size)} KiB**; float32 "
-              f"{_kib(sz['float32_bits'])} KiB ({sz['float32_bits'] / size:.1f}× smaller), "
-              f"uniform 8-bit {_kib(sz['uniform8_bits'])} KiB "
-              f"({sz['uniform8_bits'] / size:.2f}× smaller)",
-              f"- validation Y-PSNR: {sz['val_psnr_search']:.2f} dB after the search trial, "
-              + (f"{after:.2f} dB after the retrain" if after is not None
-                 else "after the retrain unknown (no summary.yaml)")]
-    return "\n".join(lines) + "\n"
-
-
-def _trials_md(run):
-    """Every trial, best val_score first (failed and unscored ones last)."""
-    def key(r):
-        return number(r["val_score"]) is None, number(r["val_score"]) or 0, trial_key(r)
-    chosen = run["chosen"] and run["chosen"]["trial_id"]
-    lines = ["| rank | trial | status | size (KiB) | val_psnr (dB) | val_score | Pareto | "
-             "bits per conv: kernel/bias/activation |", "|---:|---|---|---:|---:|---:|---|---|"]
-    for rank, r in enumerate(sorted(run["rows"], key=key), 1):
-        lines.append(f"| {rank}{' (chosen)' if r['trial_id'] == chosen else ''} | "
-                     f"{r['trial_id']} | {r['status']} | {_kib(number(r['size_bits']))} | "
-                     f"{_cell(r['val_psnr'])} | {_cell(r['val_score'], '{:.4f}')} | "
-                     f"{'yes' if r.get(pareto.PARETO) == 'true' else ''} | {bits_summary(r)} |")
-    return "\n".join(lines) + "\n"
-
-
 def make_report(run_dir, baselines_csv=None, tb_dir=None):
     """Pareto columns, the four PNGs, TensorBoard images (when tb_dir is given) and report.md for
     one run folder; returns report.md's path. baselines_csv defaults to the profile's
@@ -306,11 +184,11 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
     text = "\n".join([
         f"# Run report: {run['name']}\n", "## Verdict\n", verdict(run, baselines, baselines_csv)
         + "\n", "## Plots\n", *(f"![{name}]({name}.png)\n" for name, _ in made), *notes,
-        "## Chosen model\n", _summary_md(run), "## Settings\n", _settings_md(settings),
+        "## Chosen model\n", summary_md(run), "## Settings\n", settings_md(settings),
         "## All trials, best val_score first\n",
         "Sizes in KiB (8192 bits); metrics at each trial's best-val_score epoch; Pareto: not "
         "dominated in (size, val_psnr) among completed trials (the rows of pareto.csv).\n",
-        _trials_md(run)])
+        trials_md(run)])
     path = os.path.join(run_dir, "report.md")
     _write_text(path, text)
     if tb_dir:
@@ -331,27 +209,21 @@ def compare(run_dirs, out_dir):
              "|---|---|---:|---:|---|---:|---:|---:|---|"]
     for r in runs:
         c = r["chosen"] or {}
-        front = ", ".join(f"{_kib(number(f['size_bits']))}@{number(f['val_psnr']):.2f}"
+        front = ", ".join(f"{kib(number(f['size_bits']))}@{number(f['val_psnr']):.2f}"
                           for f in r["front"])
         lines.append(f"| {r['name']} | {r['settings'].get('algo', '?')} | "
                      f"{len(pareto.candidates(r['rows']))} of {len(r['rows'])} | "
                      f"{len(r['front'])} | {c.get('trial_id', '–')} | "
-                     f"{_kib(number(c.get('size_bits')))} | {_cell(c.get('val_psnr'))} | "
-                     f"{_cell(r['sizes'].get('val_psnr_retrained'))} | {front} |")
+                     f"{kib(number(c.get('size_bits')))} | {cell(c.get('val_psnr'))} | "
+                     f"{cell(r['sizes'].get('val_psnr_retrained'))} | {front} |")
     path = os.path.join(out_dir, "compare.md")
     _write_text(path, "\n".join(lines) + "\n")
     return path
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, as for every other user error
-        print(f"error: {self.prog}: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv=None):
     """Command line entry point; returns the exit status (0, or 2 after a one-line error)."""
-    p = _Parser(prog="python -m solvers.run_report", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m solvers.run_report", description=__doc__.split("\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run-dir", help="a run folder, results/<RUN>")
     what.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="run folders to compare")

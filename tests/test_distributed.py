@@ -45,6 +45,8 @@ def test_two_workers_share_the_trials(tmp_path, images):
     assert re.search(r"chief oracle at 127\.0\.0\.1:\d+", output)
     assert (tmp_path / "results" / "random" / "best_model_retrained.keras").is_file()
     assert "[chief] report:" in output
+    report = (tmp_path / "results" / "random" / "report.md").read_text()
+    assert "| tuner0 |" in report and "| tuner1 |" in report
 
 
 def test_a_killed_worker_is_restarted_and_the_search_completes(tmp_path, images):

@@ -1,0 +1,130 @@
+"""The words of report.md: the verdict paragraph and the settings, summary and trials sections,
+computed from a loaded run (solvers.run_report.load_run) and the uniform baselines."""
+import math
+
+from solvers import pareto
+from solvers.pareto import bits_summary, number, trial_key
+
+
+def kib(bits):
+    """Bits as KiB with 2 decimals ("–" for a missing number)."""
+    return "–" if bits is None else f"{bits / 8192:.2f}"
+
+
+def cell(value, fmt="{:.2f}"):
+    return "–" if number(value) is None else fmt.format(number(value))
+
+
+def versus(diff):
+    """A PSNR difference in words and signed dB, e.g. `0.23 dB better (+0.23 dB)`."""
+    word = "better" if diff > 0 else "worse" if diff < 0 else "equal"
+    return f"{abs(diff):.2f} dB {word} ({diff:+.2f} dB)"
+
+
+def verdict(run, baselines, baselines_path):
+    """One paragraph from the numbers: the chosen model's search-trial PSNR against the uniform
+    baseline nearest in size (by ratio) and uniform 8-bit, trained for the same epochs, and
+    whether it is on the Pareto front."""
+    chosen, sizes = run["chosen"], run["sizes"]
+    if chosen is None or number(chosen["val_psnr"]) is None:
+        return "No trial completed, so there is no chosen model to judge."
+    size, psnr = number(chosen["size_bits"]), number(chosen["val_psnr"])
+    epochs = (run["settings"].get("settings") or {}).get("epochs")
+    text = [f"The chosen model (trial {chosen['trial_id']}) stores {kib(size)} KiB, "
+            f"{sizes['float32_bits'] / size:.1f}× smaller than float32 and "
+            f"{sizes['uniform8_bits'] / size:.2f}× smaller than uniform 8-bit; after its search "
+            f"trial ({f'{epochs} epochs, ' if epochs else ''}the budget each uniform baseline is "
+            f"trained with) it reached {psnr:.2f} dB."]
+    uniform = [b for b in baselines or [] if (number(b["size_bits"]) or 0) > 0
+               and number(b["val_psnr"]) is not None and number(b.get("bits")) != 32
+               and b["label"] != "float32"]
+    if baselines is None:
+        text.append(f"No uniform baselines were found ({baselines_path}): run `make baselines` "
+                    "(same PROFILE) to compare with uniform quantization at the same training "
+                    "budget; until then only the float32 and 8-bit sizes above compare.")
+    elif not uniform:
+        text.append(f"{baselines_path} has no uniform baseline with a size and a PSNR.")
+    else:
+        near = min(uniform, key=lambda b: abs(math.log(number(b["size_bits"]) / size)))
+        n_size, n_psnr = number(near["size_bits"]), number(near["val_psnr"])
+        text.append(f"The uniform baseline nearest in size (by ratio) is {near['label']} "
+                    f"({kib(n_size)} KiB, {n_psnr:.2f} dB): the chosen model is "
+                    f"{versus(psnr - n_psnr)} at {size / n_size:.2f}× its size.")
+        u8 = next((b for b in uniform if number(b.get("bits")) == 8), None)
+        if u8 is not None:
+            u8_size, u8_psnr = number(u8["size_bits"]), number(u8["val_psnr"])
+            text.append(f"Against uniform 8-bit ({kib(u8_size)} KiB, {u8_psnr:.2f} dB): "
+                        f"{versus(psnr - u8_psnr)} at {u8_size / size:.2f}× smaller.")
+        better = [b["label"] for b in uniform
+                  if number(b["size_bits"]) <= size and number(b["val_psnr"]) >= psnr]
+        text.append(f"{', '.join(better)}: no larger and at least as good, so the search did not "
+                    "beat uniform quantization here." if better else
+                    "No uniform baseline is both as small and as good.")
+    done = len(pareto.candidates(run["rows"]))
+    text.append(f"It is on this run's Pareto front ({len(run['front'])} of {done} completed "
+                "trials)." if chosen.get(pareto.PARETO) == "true" else
+                "It is not on this run's Pareto front: another trial is no larger and at least as "
+                "good after the search (the score also weighs the loss).")
+    if sizes.get("val_psnr_retrained") is not None:
+        text.append(f"After the retrain it reached {sizes['val_psnr_retrained']:.2f} dB (a longer "
+                    "budget, so not comparable with the baselines).")
+    return " ".join(text)
+
+
+def settings_md(s):
+    """The settings of run.yaml as a list."""
+    if not s:
+        return "run.yaml is missing (a run from before it was written): settings unknown.\n"
+    pairs = lambda d: ", ".join(f"{k}={v}" for k, v in (d or {}).items() if v is not None)  # noqa
+    space = s.get("search_space") or {}
+    return "\n".join([
+        f"- algorithm: **{s.get('algo')}**, profile **{s.get('profile')}** "
+        f"({pairs(s.get('settings'))})",
+        f"- objective: {pairs(s.get('objective'))}",
+        f"- seed {s.get('seed')}, scale ×{s.get('scale')}, learning rate {s.get('learning_rate')}, "
+        f"config `{s.get('config')}` ({len(space)} quantizer choices, "
+        f"{math.prod(len(v) for v in space.values()):.3g} combinations)",
+        f"- data: {pairs(s.get('data')) or 'scikit-image photos (default)'}",
+        f"- float model: {s.get('float_model') or 'none (trials start from scratch)'}",
+        f"- versions: {pairs(s.get('versions'))}"]) + "\n"
+
+
+def summary_md(run):
+    """Per-layer bits, sizes against float32 and uniform 8-bit, PSNR after search and retrain."""
+    layers, sz = run["layers"], run["sizes"]
+    if not layers:
+        return "No chosen model.\n"
+    show = lambda v: "–" if v is None else str(v)  # noqa: E731
+    lines = ["| layer | weights | biases | kernel bits | bias bits | activation bits | bits |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {x['name']} | {x['weights']} | {x['biases']} | {show(x['kernel_bits'])} | "
+              f"{show(x['bias_bits'])} | {show(x['activation_bits'])} | "
+              f"{x['weights'] * (x['kernel_bits'] or 0) + x['biases'] * (x['bias_bits'] or 0)} |"
+              for x in layers]
+    size, after = sz["size_bits"], sz.get("val_psnr_retrained")
+    lines += ["", f"- size: {size:.0f} bits = **{kib(size)} KiB**; float32 "
+              f"{kib(sz['float32_bits'])} KiB ({sz['float32_bits'] / size:.1f}× smaller), "
+              f"uniform 8-bit {kib(sz['uniform8_bits'])} KiB "
+              f"({sz['uniform8_bits'] / size:.2f}× smaller)",
+              f"- validation Y-PSNR: {sz['val_psnr_search']:.2f} dB after the search trial, "
+              + (f"{after:.2f} dB after the retrain" if after is not None
+                 else "after the retrain unknown (no summary.yaml)")]
+    return "\n".join(lines) + "\n"
+
+
+def trials_md(run):
+    """Every trial, best val_score first (failed and unscored ones last), with the worker that
+    ran it (tuner0, tuner1, ... in a distributed search) and why a failed one failed."""
+    def key(r):
+        return number(r["val_score"]) is None, number(r["val_score"]) or 0, trial_key(r)
+    chosen = run["chosen"] and run["chosen"]["trial_id"]
+    lines = ["| rank | trial | status | size (KiB) | val_psnr (dB) | val_score | Pareto | "
+             "bits per conv: kernel/bias/activation | worker | reason |",
+             "|---:|---|---|---:|---:|---:|---|---|---|---|"]
+    for rank, r in enumerate(sorted(run["rows"], key=key), 1):
+        lines.append(f"| {rank}{' (chosen)' if r['trial_id'] == chosen else ''} | "
+                     f"{r['trial_id']} | {r['status']} | {kib(number(r['size_bits']))} | "
+                     f"{cell(r['val_psnr'])} | {cell(r['val_score'], '{:.4f}')} | "
+                     f"{'yes' if r.get(pareto.PARETO) == 'true' else ''} | {bits_summary(r)} | "
+                     f"{r.get('worker', '')} | {r.get('reason', '')} |")
+    return "\n".join(lines) + "\n"
