@@ -16,11 +16,13 @@ import zipfile
 # solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
 from solvers import metrics, sources
 from solvers.config import ArgumentParser, ConfigError
+from solvers.networks.base7 import fold_quantized_weights
 
 import keras  # noqa: E402,I001
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+from qkeras import QConv2D
 
 SSIM_WINDOW = 11  # metrics.ssim's Gaussian window: smaller (cropped) images cannot be scored
 PROBE_SIDE = 8    # LR side of the probe input that reveals a model's scale
@@ -52,6 +54,17 @@ def load_model(path, scale, option="--model"):
     if found != scale:
         raise EvalError(f"{option}: {path}: a x{found} model, but --scale is {scale}")
     return model
+
+
+def for_inference(model, scale):
+    """A quantized base7 with its weights quantized once (fold_quantized_weights: the same
+    outputs, without re-quantizing the weights in every call); any other model as it is."""
+    if not any(isinstance(layer, QConv2D) for layer in model.layers):
+        return model
+    try:
+        return fold_quantized_weights(model, scale)
+    except ValueError:  # not base7's layer names: evaluate it as it is
+        return model
 
 
 def model_scale(model):
@@ -187,7 +200,7 @@ def main(argv=None):
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.model)), "eval")
     try:
         # Models first: they fail fast, before a possibly large folder is decoded.
-        model = load_model(args.model, args.scale)
+        model = for_inference(load_model(args.model, args.scale), args.scale)
         float_model = (load_model(args.float_model, args.scale, "--float-model")
                        if args.float_model else None)
         pairs = sources.eval_pairs(args.data, args.scale, args.lr_data)

@@ -35,7 +35,7 @@ def test_header_and_every_section_present(report):
         assert set(setting["ratios"]) == {"quant/float", "quant_xla/float_xla", "float_xla/float",
                                           "quant_xla/quant"}
     assert set(report["pipeline"]["ratios"]) == {"real/memory"}
-    assert set(report["inference"]["ratios"]) == {"quant/float"}
+    assert set(report["inference"]["ratios"]) == {"quant/float", "quant_folded/float"}
     assert "overhead_per_trial/quick_trial_training" in report["search"]["ratios"]
 
 

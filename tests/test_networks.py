@@ -8,8 +8,8 @@ import pytest
 
 from solvers import train
 from solvers.config import SearchSpace, search_choices
-from solvers.networks.base7 import (MyHyperModel, base7, copy_float_weights, layer_names,
-                                    quantizers_from_hp)
+from solvers.networks.base7 import (MyHyperModel, base7, copy_float_weights,
+                                    fold_quantized_weights, layer_names, quantizers_from_hp)
 from solvers.networks.layers import DepthToSpace
 
 CONV, ACT = layer_names()
@@ -132,3 +132,18 @@ def test_copy_float_weights_rejects_wrong_shapes():
     wrong = base7(scale=2).get_layer("conv_6").get_weights()
     with pytest.raises(ValueError, match="conv_6"):
         copy_float_weights(model, {"conv_6": wrong})
+
+
+def test_folded_weights_give_the_quantized_models_output():
+    model = base7(quantizers=quantizers_from_hp(mixed_quantizers()))
+    for layer in model.layers:  # trained-looking weights, not just the initial ones
+        if layer.weights:
+            layer.set_weights([w + np.random.default_rng(3).normal(0, 0.05, w.shape)
+                               for w in layer.get_weights()])
+    folded = fold_quantized_weights(model, scale=3)
+    assert not any("QConv2D" in type(layer).__name__ for layer in folded.layers)
+    x = np.random.default_rng(4).uniform(0, 255, (1, 9, 7, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(folded(x)), np.asarray(model(x)), atol=1e-3)
+    np.testing.assert_array_equal(folded.get_layer("conv_2").get_weights()[0],
+                                  model.get_layer("conv_2").kernel_quantizer_internal(
+                                      model.get_layer("conv_2").kernel).numpy())

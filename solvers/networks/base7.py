@@ -83,6 +83,24 @@ def copy_float_weights(model, float_weights):
         layer.set_weights(weights)
 
 
+def fold_quantized_weights(model, scale, m=4):
+    """The same network for inference, with every QConv2D's kernel and bias quantized once and
+    stored in a plain Conv2D, instead of re-quantized by qkeras inside every call; the activation
+    quantizers stay (they act on data). Outputs are those of `model`."""
+    conv_names, act_names = layer_names(m)
+    activations = {name: {"activation": model.get_layer(name).activation}
+                   for name in act_names if isinstance(model.get_layer(name), QActivation)}
+    folded = base7(scale=scale, m=m, quantizers=activations)
+    for name in conv_names:
+        layer = model.get_layer(name)
+        weights = [layer.kernel, layer.bias]
+        quantizers = [getattr(layer, "kernel_quantizer_internal", None),
+                      getattr(layer, "bias_quantizer_internal", None)]
+        folded.get_layer(name).set_weights(
+            [np.asarray(w if q is None else q(w)) for w, q in zip(weights, quantizers)])
+    return folded
+
+
 class MyHyperModel(kt.HyperModel):
     """Quantized base7 whose 13 layers each pick their quantizers from the search space.
 
