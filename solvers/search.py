@@ -105,7 +105,11 @@ def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory):
     if algo == "random":
         base, extra = kt.RandomSearch, dict(max_trials=max_trials)
     elif algo == "bayesian":
-        base, extra = kt.BayesianOptimization, dict(max_trials=max_trials)
+        # Keras Tuner starts with 3 random trials per hyperparameter (60 here): a search shorter
+        # than that would be random search. A third of the trials explore at random, the rest
+        # follow the Gaussian process.
+        base, extra = kt.BayesianOptimization, dict(max_trials=max_trials,
+                                                    num_initial_points=max(2, max_trials // 3))
     elif algo == "hyperband":
         base, extra = kt.Hyperband, dict(max_epochs=epochs, factor=HYPERBAND_FACTOR)
     else:

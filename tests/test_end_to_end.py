@@ -144,3 +144,14 @@ def test_a_search_where_every_trial_fails_ends_with_a_clear_error(tmp_path, imag
         f"error: {tmp_path / 'results' / 'random'}: every trial failed; see trials.csv"]
     rows = list(csv.DictReader(open(tmp_path / "results" / "random" / "trials.csv")))
     assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
+
+
+def test_bayesian_search_is_guided_after_a_third_of_its_trials(tmp_path):
+    from solvers import search, train
+    from solvers.config import load_search_space, search_choices
+    from solvers.networks.base7 import MyHyperModel, layer_names
+    conv, act = layer_names()
+    choices = search_choices(load_search_space("quantization_config.yaml"), conv, act)
+    hypermodel = MyHyperModel(choices, train.compile_model, train.fit)
+    tuner = search.make_tuner("bayesian", hypermodel, {}, 9, 1, 1, str(tmp_path))
+    assert tuner.oracle.num_initial_points == 3 and tuner.oracle.max_trials == 9
