@@ -32,7 +32,8 @@ def load_float_weights(path, scale):
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for files that are not Keras models
-        raise ConfigError(f"--float-model: {path}: not a loadable .keras model ({e})") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"--float-model: {path}: not a loadable .keras model ({reason})") from None
     reference = base7(scale=scale)
     weights = {}
     for name in layer_names()[0]:
