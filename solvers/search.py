@@ -127,6 +127,15 @@ def run_search(tuner, train_ds, val_ds, epochs, steps_per_epoch, tb_dir):
                  callbacks=[tensorboard])
 
 
+def _remove(*paths):
+    """Deletes files and folders that exist."""
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 def save_atomic(model, path):
     """model.save through a temporary file and a rename (a kill never leaves half a model)."""
     tmp = path[: -len(".keras")] + ".tmp.keras"  # Keras wants the .keras suffix
@@ -154,31 +163,49 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
     save_atomic(model, before_path)
     before = model.evaluate(val_ds, return_dict=True, verbose=0)
     best_psnr = before["psnr"]
-    if os.path.isdir(backup_dir) and retrain_epochs > 0:
+    resuming = os.path.isdir(backup_dir) and retrain_epochs > 0
+    if resuming:
         print("\nresuming the interrupted retrain from its last finished epoch", flush=True)
         if os.path.exists(partial_path):  # the best checkpoint so far must not be lost
-            best_psnr = max(best_psnr, keras.models.load_model(partial_path).evaluate(
-                val_ds, return_dict=True, verbose=0)["psnr"])
+            try:
+                best_psnr = max(best_psnr, keras.models.load_model(partial_path).evaluate(
+                    val_ds, return_dict=True, verbose=0)["psnr"])
+            except Exception:  # killed while Keras wrote it: an unreadable file, not a result
+                os.remove(partial_path)
     else:
-        for stale in (after_path, partial_path, backup_dir):
-            if os.path.isdir(stale):
-                shutil.rmtree(stale)
-            elif os.path.exists(stale):
-                os.remove(stale)
+        _remove(after_path, partial_path, backup_dir)
     if retrain_epochs > 0:
         print(f"\nretraining the best trial for {retrain_epochs} epochs "
               f"(epochs {epochs + 1}-{epochs + retrain_epochs})", flush=True)
-        callbacks = [
-            keras.callbacks.BackupAndRestore(backup_dir),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                              patience=max(2, retrain_epochs // 10), min_lr=1e-5),
-            keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
-                                            save_best_only=True, initial_value_threshold=best_psnr),
-            keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"), profile_batch=0),
-        ]
-        train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,
-                  steps_per_epoch=steps_per_epoch, initial_epoch=epochs, callbacks=callbacks,
-                  objective=objective)
+
+        def retrain(model, best_psnr):
+            callbacks = [
+                keras.callbacks.BackupAndRestore(backup_dir),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                  patience=max(2, retrain_epochs // 10),
+                                                  min_lr=1e-5),
+                keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
+                                                save_best_only=True,
+                                                initial_value_threshold=best_psnr),
+                keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"),
+                                            profile_batch=0),
+            ]
+            train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,
+                      steps_per_epoch=steps_per_epoch, initial_epoch=epochs, callbacks=callbacks,
+                      objective=objective)
+
+        try:
+            retrain(model, best_psnr)
+        except OSError as e:
+            # Keras writes its backup in place: a kill in the middle of that write leaves a file
+            # it cannot read. The retrain then starts again from the searched weights.
+            if not resuming:
+                raise
+            print(f"the retrain's backup in {backup_dir} is unreadable ({e}); retraining from the "
+                  "searched weights", flush=True)
+            _remove(partial_path, backup_dir)
+            model = keras.models.load_model(before_path)
+            retrain(model, before["psnr"])
     if os.path.exists(partial_path):
         os.replace(partial_path, after_path)
     else:  # the retrain never beat the searched weights

@@ -59,8 +59,9 @@ def test_a_search_killed_after_its_first_trial_continues(tmp_path, images):
 
 
 def test_a_retrain_killed_midway_resumes_from_its_last_epoch(tmp_path, images):
+    # Epochs of 60 steps: the kill lands well inside epoch 3, not while Keras writes a backup.
     args = _args(tmp_path, images, "--trials", "1", "--retrain-epochs", "4",
-                 "--steps-per-epoch", "20")
+                 "--steps-per-epoch", "60")
     backup = tmp_path / "results" / "r" / "retrain_backup"
     # "Epoch 3/5" is printed once epoch 2, the first of the retrain, has ended and been backed up.
     killed = _kill_when(tmp_path, args, lambda out: "Epoch 3/5" in out and backup.is_dir())
@@ -91,3 +92,16 @@ def test_the_same_seed_gives_the_same_trials(tmp_path, images):
         assert row_a["size_bits"] == row_b["size_bits"]
         for metric in ("val_loss", "val_psnr", "val_score"):
             assert float(row_a[metric]) == pytest.approx(float(row_b[metric]), rel=1e-3)
+
+
+def test_a_damaged_retrain_backup_restarts_the_retrain_from_the_searched_weights(tmp_path, images):
+    args = _args(tmp_path, images, "--trials", "1", "--retrain-epochs", "2")
+    assert run_autoq(*args).returncode == 0
+    backup = tmp_path / "results" / "r" / "retrain_backup"
+    backup.mkdir()  # as a kill in the middle of Keras' backup write leaves it
+    (backup / "latest.weights.h5").write_bytes(b"half a file")
+    result = run_autoq(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming the interrupted retrain" in result.stdout
+    assert "is unreadable" in result.stdout and "Epoch 3/3" in result.stdout
+    assert not backup.exists()
