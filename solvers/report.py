@@ -21,7 +21,10 @@ def _write_atomic(path, write):
 def _worker(project_dir, trial_id):
     """The Keras Tuner id (tuner0, tuner1, ...) of the process that ran a trial, if recorded."""
     path = os.path.join(project_dir, f"trial_{trial_id}", "worker.txt")
-    return open(path).read().strip() if project_dir and os.path.isfile(path) else ""
+    if not (project_dir and os.path.isfile(path)):
+        return ""
+    with open(path) as f:
+        return f.read().strip()
 
 
 def trial_rows(oracle, hp_names, project_dir=None):

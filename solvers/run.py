@@ -118,7 +118,8 @@ def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
                 os.replace(folder, f"{folder}.old-{stamp}")
                 print(f"FRESH=1: moved {folder} to {folder}.old-{stamp}")
     elif os.path.exists(path):
-        saved = yaml.safe_load(open(path)) or {}
+        with open(path) as f:
+            saved = yaml.safe_load(f) or {}
         for key in RESUME_KEYS:
             if saved.get(key) != settings[key]:
                 raise ConfigError(
