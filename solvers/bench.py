@@ -25,11 +25,13 @@ import keras_tuner
 import numpy as np
 import qkeras
 import tensorflow as tf
+from qkeras import QActivation
 
 from solvers import data, search, sources, train
 from solvers.bench_table import print_table
 from solvers.config import PROFILES, load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, base7, fold_quantized_weights, layer_names
+from solvers.networks.fast_relu import QReLU
 
 tf.get_logger().setLevel("ERROR")  # every model retraces; the retracing warning is expected
 
@@ -80,11 +82,12 @@ def fixed_quantizers(config="quantization_config.yaml"):
             **{a: {"activation": pick["activation"]} for a in acts}}
 
 
-def make_model(quantizers, jit):
+def make_model(quantizers, jit, activation_layer=QReLU):
     """A compiled base7 (train.compile_model), XLA on or off. Keras falls back to jit off with a
     warning if a layer does not support XLA; the effective value is read back by the caller."""
     keras.utils.set_random_seed(SEED)
-    model = train.compile_model(base7(SCALE, quantizers=quantizers), border=SCALE)
+    model = train.compile_model(base7(SCALE, quantizers=quantizers,
+                                      activation_layer=activation_layer), border=SCALE)
     model.jit_compile = jit  # before the first step: the train function is built lazily
     return model
 
@@ -97,12 +100,15 @@ def bench_train(cfg, quantizers, repeats, peak_gflops):
         y = tf.random.uniform((batch, patch * SCALE, patch * SCALE, 3), 0, 255, seed=SEED)
         models = {f"{kind}{'_xla' if jit else ''}": make_model(q, jit) for jit in (False, True)
                   for kind, q in (("float", None), ("quant", quantizers))}
+        # qkeras' own quantized_relu, which QReLU replaces: what the lean path saves.
+        models["quant_qkeras"] = make_model(quantizers, False, QActivation)
 
         def steps(model, x=x, y=y):  # this batch size's tensors, bound now
             for _ in range(cfg["steps"]):
                 model.train_on_batch(x, y)
         times = alternate({n: functools.partial(steps, m) for n, m in models.items()}, repeats)
-        result = section(times, cfg["steps"], [("quant", "float"), ("quant_xla", "float_xla"),
+        result = section(times, cfg["steps"], [("quant", "float"), ("quant_qkeras", "float"),
+                                                ("quant_xla", "float_xla"),
                                                 ("float_xla", "float"), ("quant_xla", "quant")])
         # MACs per LR pixel = the sum of the kernel sizes (42,345); a train step ~ 3 forward
         # passes (forward, gradients wrt activations and wrt weights); quantizer ops not counted.
@@ -149,13 +155,16 @@ def bench_inference(cfg, quantizers, repeats):
     h, w = cfg["image"]
     image = tf.random.uniform((1, h, w, 3), 0, 255, seed=SEED)
     quant = base7(SCALE, quantizers=quantizers)
-    # quant_folded: the weights quantized once (what make eval runs), not in every call.
+    # quant_folded: the weights quantized once (what make eval runs), not in every call;
+    # quant_qkeras: qkeras' own activation quantizer instead of QReLU's lean path.
     models = {"float": base7(SCALE), "quant": quant,
-              "quant_folded": fold_quantized_weights(quant, SCALE)}
+              "quant_folded": fold_quantized_weights(quant, SCALE),
+              "quant_qkeras": base7(SCALE, quantizers=quantizers, activation_layer=QActivation)}
+    models["quant_qkeras"].set_weights(quant.get_weights())
     times = alternate({k: functools.partial(lambda m: m(image, training=False).numpy(), m)
                        for k, m in models.items()}, repeats)
-    return {"height": h, "width": w,
-            **section(times, 1, [("quant", "float"), ("quant_folded", "float")])}
+    return {"height": h, "width": w, **section(times, 1, [
+        ("quant", "float"), ("quant_folded", "float"), ("quant_qkeras", "float")])}
 
 
 class StepTimer(keras.callbacks.Callback):

@@ -11,11 +11,11 @@ def print_table(r):
     m, peak, p, i, s = (r[k] for k in ("machine", "peak_matmul", "pipeline", "inference", "search"))
     print(f"\nbench on {m['cpu']} ({m['cores']} cores), {r['repeats']} repeats"
           f"{' (smoke)' if r['smoke'] else ''}\n\n{'train step':<28}{'quant/float':>12}"
-          f"{'XLA/no-XLA float':>18}{'XLA/no-XLA quant':>18}")
+          f"{'XLA/no-XLA float':>18}{'XLA/no-XLA quant':>18}{'qkeras/float':>14}")
     for name, t in r["train_step"]["settings"].items():
         q, label = t["ratios"], f"{name} b{t['batch']} p{t['patch']}"
         print(f"{label + ' no XLA':<28}{q['quant/float']:>12.2f}{q['float_xla/float']:>18.2f}"
-              f"{q['quant_xla/quant']:>18.2f}\n{label + ' XLA':<28}{q['quant_xla/float_xla']:>12.2f}")
+              f"{q['quant_xla/quant']:>18.2f}{q['quant_qkeras/float']:>14.2f}\n{label + ' XLA':<28}{q['quant_xla/float_xla']:>12.2f}")
     print(f"\npeak: {peak['n']}x{peak['n']} matmul {_fmt(peak['seconds']['matmul'])} "
           f"= {peak['gflop_s']:.1f} GFLOP/s")
     for name, t in r["train_step"]["settings"].items():
@@ -28,7 +28,8 @@ def print_table(r):
     for k, sec in p["seconds"].items():
         print(f"  {k:<10}{_fmt(sec)}/step  {p['steps_per_s'][k]:.1f} steps/s")
     print(f"\ninference {i['width']}x{i['height']} LR: quant/float {i['ratios']['quant/float']:.2f}, "
-          f"weights folded once {i['ratios']['quant_folded/float']:.2f}")
+          f"weights folded once {i['ratios']['quant_folded/float']:.2f}, "
+          f"qkeras' quantized_relu {i['ratios']['quant_qkeras/float']:.2f}")
     for k, sec in i["seconds"].items():
         print(f"  {k:<10}{_fmt(sec)}")
     q = s["ratios"]

@@ -34,57 +34,64 @@ def _pack(images: list[np.ndarray]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 # ---------------------------------------------------------------- training pipeline
 
 
-def _crop(flat, offset, width, y, x, size) -> tf.Tensor:
-    """size x size x 3 crop at (y, x) of the image stored row-major at flat[offset:]."""
-    rows = tf.range(size, dtype=tf.int64)[:, None, None] + y
-    cols = tf.range(size, dtype=tf.int64)[None, :, None] + x
-    chans = tf.range(3, dtype=tf.int64)[None, None, :]
-    return tf.gather(flat, offset + (rows * width + cols) * 3 + chans)  # (size, size, 3)
+def _crops(pixels, offsets, widths, y, x, size, transform) -> tf.Tensor:
+    """A batch of size x size crops, (B, size, size, 3) float32, in one gather.
 
-
-def _dihedral(img: tf.Tensor, flip: tf.Tensor, rot: tf.Tensor) -> tf.Tensor:
-    """One of the 8 symmetries of the square: optional horizontal flip, then rot90 `rot` times."""
-    img = tf.where(flip, tf.reverse(img, axis=[1]), img)
-    return tf.image.rot90(img, tf.cast(rot, tf.int32))
+    pixels: (P, 3) every image's pixels, row-major, one after the other; offsets, widths, y, x,
+    transform: (B,) int64, the first pixel and width of each crop's image, the crop's top-left
+    corner, and which of the 8 symmetries of the square to apply (bits: 1 flips columns, 2 flips
+    rows, 4 swaps rows and columns). The symmetry is applied to the pixel indices, not the pixels:
+    flips to the row and column ramps, the swap by choosing between two (B, size, size) indices
+    (a transpose would do, but oneDNN has no integer transpose here and logs an error line).
+    """
+    # int32 indices when they fit: the index arithmetic is most of a batch's cost.
+    dtype = tf.int32 if pixels.shape[0] < 2 ** 31 else tf.int64
+    offsets, widths, y, x, transform = (tf.cast(t, dtype)
+                                        for t in (offsets, widths, y, x, transform))
+    ramp = tf.range(size, dtype=dtype)[None, :]
+    flip_cols, flip_rows = (transform & 1) > 0, (transform & 2) > 0
+    rows = y[:, None] + tf.where(flip_rows[:, None], size - 1 - ramp, ramp)   # (B, size)
+    cols = x[:, None] + tf.where(flip_cols[:, None], size - 1 - ramp, ramp)
+    rows = offsets[:, None] + rows * widths[:, None]           # flat index of each row's start
+    swap = ((transform & 4) > 0)[:, None, None]
+    index = tf.where(swap, rows[:, None, :] + cols[:, :, None],  # out[i, j] = crop[j, i]
+                     rows[:, :, None] + cols[:, None, :])        # out[i, j] = crop[i, j]
+    return tf.cast(tf.gather(pixels, index), tf.float32)                      # (B, size, size, 3)
 
 
 def train_dataset(pairs, scale: int, patch: int, batch: int, seed: int) -> tf.data.Dataset:
     """Infinite dataset of (lr, hr) float32 batches, (batch, patch, patch, 3) and
     (batch, patch*scale, patch*scale, 3), static shapes, random crops and dihedral transforms.
 
-    Element i draws its randomness from stateless ops seeded by (seed, i), so the same seed
-    gives the same batches whatever the parallelism or the number of runs.
+    Batch i draws its randomness from stateless ops seeded by (seed, i), so the same seed gives the
+    same batches whatever the run. A batch is built whole (a dozen ops and one gather per side)
+    rather than patch by patch, because on a 2-core machine the pipeline's CPU time is taken from
+    the train step: per-patch ops cost 20 % of the step rate (`make bench`).
     """
     if not pairs:
         raise DataError("DATA: training set: no training images")
     check_patch_fits(pairs, patch, "training set")
     lr_flat, lr_offsets, lr_shapes = _pack([p.lr for p in pairs])
     hr_flat, hr_offsets, hr_shapes = _pack([p.hr for p in pairs])
+    lr_pixels, hr_pixels = tf.reshape(lr_flat, (-1, 3)), tf.reshape(hr_flat, (-1, 3))
     n_images = len(pairs)
-    hr_patch = patch * scale
 
-    def element(index):
+    def make_batch(index):
         draws = tf.random.stateless_uniform(
-            [4], seed=tf.stack([tf.constant(seed, tf.int64), index]), dtype=tf.float64)
+            [batch, 4], seed=tf.stack([tf.constant(seed, tf.int64), index]), dtype=tf.float64)
         # floor(u * n) with u in [0, 1) is uniform over 0..n-1.
-        k = tf.cast(draws[0] * n_images, tf.int64)
-        lr_h, lr_w = lr_shapes[k][0], lr_shapes[k][1]
-        y = tf.cast(draws[1] * tf.cast(lr_h - patch + 1, tf.float64), tf.int64)
-        x = tf.cast(draws[2] * tf.cast(lr_w - patch + 1, tf.float64), tf.int64)
-        lr = _crop(lr_flat, lr_offsets[k], lr_w, y, x, patch)
-        hr = _crop(hr_flat, hr_offsets[k], hr_shapes[k][1], y * scale, x * scale, hr_patch)
-        d = tf.cast(draws[3] * 8, tf.int64)
-        # float32 before the transforms: oneDNN has no uint8 kernels here and logs an error line.
-        lr = _dihedral(tf.cast(lr, tf.float32), d % 2 == 1, d // 2)
-        hr = _dihedral(tf.cast(hr, tf.float32), d % 2 == 1, d // 2)
-        # rot90 with a tensor k loses the static shape; patches are square so restore it.
-        lr = tf.ensure_shape(lr, (patch, patch, 3))
-        hr = tf.ensure_shape(hr, (hr_patch, hr_patch, 3))
+        k = tf.cast(draws[:, 0] * n_images, tf.int64)
+        lr_h, lr_w = tf.gather(lr_shapes[:, 0], k), tf.gather(lr_shapes[:, 1], k)
+        y = tf.cast(draws[:, 1] * tf.cast(lr_h - patch + 1, tf.float64), tf.int64)
+        x = tf.cast(draws[:, 2] * tf.cast(lr_w - patch + 1, tf.float64), tf.int64)
+        transform = tf.cast(draws[:, 3] * 8, tf.int64)
+        lr = _crops(lr_pixels, tf.gather(lr_offsets, k) // 3, lr_w, y, x, patch, transform)
+        hr = _crops(hr_pixels, tf.gather(hr_offsets, k) // 3, tf.gather(hr_shapes[:, 1], k),
+                    y * scale, x * scale, patch * scale, transform)
         return lr, hr
 
-    ds = tf.data.Dataset.counter(dtype=tf.int64)
-    ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    # One batch ahead is enough and keeps the pipeline from competing with the step for cores.
+    return tf.data.Dataset.counter(dtype=tf.int64).map(make_batch).prefetch(1)
 
 
 # ---------------------------------------------------------------- validation pipeline

@@ -31,11 +31,13 @@ def test_header_and_every_section_present(report):
     assert set(SECTIONS) <= set(report)
     assert set(report["train_step"]["settings"]) == {"paper", "quick"}
     for setting in report["train_step"]["settings"].values():
-        assert set(setting["seconds"]) == {"float", "quant", "float_xla", "quant_xla"}
-        assert set(setting["ratios"]) == {"quant/float", "quant_xla/float_xla", "float_xla/float",
-                                          "quant_xla/quant"}
+        assert set(setting["seconds"]) == {"float", "quant", "float_xla", "quant_xla",
+                                           "quant_qkeras"}
+        assert set(setting["ratios"]) == {"quant/float", "quant_qkeras/float", "quant_xla/float_xla",
+                                          "float_xla/float", "quant_xla/quant"}
     assert set(report["pipeline"]["ratios"]) == {"real/memory"}
-    assert set(report["inference"]["ratios"]) == {"quant/float", "quant_folded/float"}
+    assert set(report["inference"]["ratios"]) == {"quant/float", "quant_folded/float",
+                                                  "quant_qkeras/float"}
     assert "overhead_per_trial/quick_trial_training" in report["search"]["ratios"]
 
 

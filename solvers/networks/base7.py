@@ -9,6 +9,7 @@ import keras_tuner as kt
 import numpy as np
 from qkeras import QActivation, QConv2D
 
+from solvers.networks.fast_relu import QReLU
 from solvers.networks.layers import ClipPixels, DepthToSpace
 
 
@@ -33,18 +34,21 @@ def _conv(name, filters, quantizers):
                    kernel_quantizer=quantizers["kernel"], bias_quantizer=quantizers["bias"])
 
 
-def _relu(name, quantizers):
+def _relu(name, quantizers, activation_layer):
     if quantizers is None:
         return keras.layers.ReLU(name=name)
-    return QActivation(quantizers["activation"], name=name)
+    return activation_layer(quantizers["activation"], name=name)
 
 
-def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=None):
+def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=None,
+          activation_layer=QReLU):
     """base7 on LR RGB pixels in [0, 255] of any size → SR pixels in [0, 255], `scale` times larger.
 
     quantizers: None for the float32 network, or {layer name: {"kernel": str, "bias": str}} for
     convolutions and {layer name: {"activation": str}} for ReLUs (qkeras quantizer strings); a layer
     missing from the dict stays float32.
+    activation_layer: the class of the quantized ReLUs; qkeras' QActivation gives the reference
+    implementation that QReLU reproduces faster (make bench times both).
     """
     quantizers = quantizers or {}
     conv_names, act_names = layer_names(m)
@@ -58,7 +62,7 @@ def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=No
     for i, (name, filters) in enumerate(zip(conv_names, widths)):
         x = _conv(name, filters, quantizers.get(name))(x)
         if i < len(act_names):
-            x = _relu(act_names[i], quantizers.get(act_names[i]))(x)
+            x = _relu(act_names[i], quantizers.get(act_names[i]), activation_layer)(x)
     x = keras.layers.Add(name="add_anchor")([x, anchor])
     x = DepthToSpace(scale, name="depth_to_space")(x)
     outputs = ClipPixels(name="clip")(x)
