@@ -139,8 +139,10 @@ def bench_pipeline(cfg, quantizers, train_pairs, repeats):
     n = cfg["pipeline_steps"]
     real = data.train_dataset(train_pairs, SCALE, patch, batch, SEED)
     x, y = next(iter(real))
-    memory = tf.data.Dataset.from_tensors((x, y)).repeat()
+    # Prefetched like the real one: unprefetched, even in-memory tensors made a step 25 % slower.
+    memory = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(1)
     model = make_model(quantizers, False)  # Keras' "auto" resolves to no XLA on a CPU machine
+    model.steps_per_execution = train.execution_steps(n)  # as train.fit runs it
     fit = functools.partial(model.fit, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)
     times = alternate({"real": functools.partial(fit, real),
                        "memory": functools.partial(fit, memory)}, repeats)
@@ -168,23 +170,28 @@ def bench_inference(cfg, quantizers, repeats):
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Seconds inside train steps (and in the first step of each fit alone: it traces the new
-    model's train function) and inside validation, summed over every fit it is given to."""
+    """Every call of the train function (it runs train.execution_steps steps) as (seconds, steps,
+    first call of its fit?), and the seconds spent validating, over every fit it is given to.
+    The first call of a fit also traces the new model's train function."""
 
     def __init__(self):
         super().__init__()
-        self.steps = self.first = self.validation = self._start = self._batches = 0
+        self.calls, self.validation = [], 0.0
+        self._start, self._last_batch, self._first = 0.0, -1, True
 
     def on_train_begin(self, logs=None):
-        self._batches = 0
+        self._first = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_batch = -1  # Keras numbers batches from 0 in every epoch
 
     def on_train_batch_begin(self, batch, logs=None):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        elapsed = time.perf_counter() - self._start
-        self.steps, self._batches = self.steps + elapsed, self._batches + 1
-        self.first += elapsed if self._batches == 1 else 0.0
+        # `batch` is the last step of this call: the call ran batch - last_batch steps.
+        self.calls.append((time.perf_counter() - self._start, batch - self._last_batch, self._first))
+        self._last_batch, self._first = batch, False
 
     def on_test_begin(self, logs=None):
         self._start = time.perf_counter()
@@ -215,8 +222,11 @@ def run_tiny_search(train_ds, val_ds, trials, epochs, steps):
 
 
 def bench_search(cfg, train_pairs, val_pairs, repeats, quick_step):
-    """Section 5: per-trial overhead = (wall - time in train steps) / trials, and as a share of
-    one quick-profile trial's training (epochs x steps x the measured quick quantized step)."""
+    """Section 5: per-trial overhead = (wall - train steps x the step time) / trials, split into
+    tracing (each fit's first call beyond its steps), validation and the rest (building, tuner
+    bookkeeping, checkpoints, callbacks), each also as a share of one quick-profile trial's
+    training (epochs x steps x the step time). The step time is the median per step of the
+    search's own later calls (quick_step, train_on_batch's, if every fit made only one call)."""
     trials, epochs, steps = cfg["search"]
     batch, patch = cfg["settings"]["quick"]
     train_ds = data.train_dataset(train_pairs, SCALE, patch, batch, SEED)
@@ -224,19 +234,26 @@ def bench_search(cfg, train_pairs, val_pairs, repeats, quick_step):
     # Nothing to alternate with; the first run warms up (imports, first tuner, oneDNN caches).
     runs = [run_tiny_search(train_ds, val_ds, trials, epochs, steps) for _ in range(repeats + 1)][1:]
     quick = PROFILES["quick"]
-    per_trial = quick.epochs * quick.steps_per_epoch
-    result = {"seconds": {
-        "wall": stats([w for w, _ in runs]), "train_steps": stats([t.steps for _, t in runs]),
-        "first_steps": stats([t.first for _, t in runs]),
-        "validation": stats([t.validation for _, t in runs]),
-        "overhead_per_trial": stats([(w - t.steps) / trials for w, t in runs]),
-        # The first step of each trial mostly traces the new model's train function: overhead too.
-        "overhead_with_trace_per_trial": stats([(w - t.steps + t.first) / trials for w, t in runs]),
-        "quick_trial_training": {k: v * per_trial for k, v in quick_step.items()}}}
+    parts = {name: [] for name in ("step", "overhead_per_trial", "overhead_tracing_per_trial",
+                                   "overhead_validation_per_trial", "overhead_other_per_trial",
+                                   "quick_trial_training")}
+    for wall, timer in runs:
+        later = [s / n for s, n, first in timer.calls if not first]
+        step = statistics.median(later) if later else quick_step["median"]
+        overhead = wall - sum(n for _, n, _ in timer.calls) * step
+        tracing = sum(s - n * step for s, n, first in timer.calls if first)
+        for name, value in (("step", step), ("overhead_per_trial", overhead),
+                            ("overhead_tracing_per_trial", tracing),
+                            ("overhead_validation_per_trial", timer.validation),
+                            ("overhead_other_per_trial", overhead - tracing - timer.validation)):
+            parts[name].append(value if name == "step" else value / trials)
+        parts["quick_trial_training"].append(quick.epochs * quick.steps_per_epoch * step)
+    result = {"seconds": {name: stats(values) for name, values in parts.items()}}
     sec = result["seconds"]
     result["ratios"] = {f"{k}/quick_trial_training": sec[k]["median"] / sec["quick_trial_training"][
-        "median"] for k in ("overhead_per_trial", "overhead_with_trace_per_trial")}
-    result.update(trials=trials, epochs=epochs, steps_per_epoch=steps, batch=batch, patch=patch)
+        "median"] for k in parts if k.startswith("overhead")}
+    result.update(trials=trials, epochs=epochs, steps_per_epoch=steps, batch=batch, patch=patch,
+                  steps_per_execution=train.execution_steps(steps))
     return result
 
 

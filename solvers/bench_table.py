@@ -32,10 +32,11 @@ def print_table(r):
           f"qkeras' quantized_relu {i['ratios']['quant_qkeras/float']:.2f}")
     for k, sec in i["seconds"].items():
         print(f"  {k:<10}{_fmt(sec)}")
-    q = s["ratios"]
+    q = {k.split("/")[0]: v for k, v in s["ratios"].items()}
     print(f"\nsearch ({s['trials']} trials x {s['epochs']} epoch x {s['steps_per_epoch']} steps, "
           f"b{s['batch']} p{s['patch']}): overhead per trial / quick trial training "
-          f"{q['overhead_per_trial/quick_trial_training']:.1%} "
-          f"({q['overhead_with_trace_per_trial/quick_trial_training']:.1%} with the first-step trace)")
+          f"{q['overhead_per_trial']:.1%} = tracing {q['overhead_tracing_per_trial']:.1%} "
+          f"+ validation {q['overhead_validation_per_trial']:.1%} "
+          f"+ the rest {q['overhead_other_per_trial']:.1%}")
     for k, sec in s["seconds"].items():
         print(f"  {k:<30}{_fmt(sec)}")
