@@ -100,7 +100,7 @@ def bench_train(cfg, quantizers, repeats, peak_gflops):
         y = tf.random.uniform((batch, patch * SCALE, patch * SCALE, 3), 0, 255, seed=SEED)
         models = {f"{kind}{'_xla' if jit else ''}": make_model(q, jit) for jit in (False, True)
                   for kind, q in (("float", None), ("quant", quantizers))}
-        # qkeras' own quantized_relu, which QReLU replaces: what the lean path saves.
+        # qkeras' own quantized_relu, which QReLU replaces: what the fused op saves.
         models["quant_qkeras"] = make_model(quantizers, False, QActivation)
 
         def steps(model, x=x, y=y):  # this batch size's tensors, bound now
@@ -158,7 +158,7 @@ def bench_inference(cfg, quantizers, repeats):
     image = tf.random.uniform((1, h, w, 3), 0, 255, seed=SEED)
     quant = base7(SCALE, quantizers=quantizers)
     # quant_folded: the weights quantized once (what make eval runs), not in every call;
-    # quant_qkeras: qkeras' own activation quantizer instead of QReLU's lean path.
+    # quant_qkeras: qkeras' own activation quantizer instead of QReLU's fused op.
     models = {"float": base7(SCALE), "quant": quant,
               "quant_folded": fold_quantized_weights(quant, SCALE),
               "quant_qkeras": base7(SCALE, quantizers=quantizers, activation_layer=QActivation)}

@@ -1,19 +1,17 @@
-"""QReLU: qkeras' QActivation, with plain `quantized_relu(bits, integer)` computed in a few fused ops.
+"""QReLU: qkeras' QActivation, with plain `quantized_relu(bits, integer)` computed by one fused op.
 
 Why: qkeras builds quantized_relu from about fifteen element-wise ops (where, leaky_relu, the
 straight-through `x + stop_gradient(q - x)` trick twice, ...) and Keras keeps each intermediate for
 the backward pass. On base7's activations (16 x 64 x 64 x 28 floats per layer) that made a quantized
-train step 1.2-1.35x a float step on this CPU (`make bench`); quantizing only the kernels cost 3 %.
+train step 1.2-1.35x a float step on this CPU, and whole-image inference 2.6x (`make bench`);
+quantizing only the kernels cost 3 %.
 
-Two paths replace it, both on qkeras' grid (multiples of step = 2^(integer-bits) in [0, top]):
-- inference (validation, make eval, any call without training=True): `quantized_relu_ste`, exactly
-  qkeras' values and straight-through gradient (1 where 0 < x <= top, else 0);
-- training: TensorFlow's own quantization-aware-training op, fake_quant_with_min_max_args(0, top,
-  bits): one op forward and one backward instead of four and five. It differs from qkeras only on
-  sets of measure zero: an input exactly halfway between two grid points rounds up (qkeras rounds
-  to even), and the gradient passes at exactly x = 0 (qkeras' does not). Reported numbers
-  (val_psnr, make eval) all come from the exact path.
-Any other quantizer, or a quantized_relu with options these paths do not model (sigmoid, leaky
+TensorFlow's own quantize_and_dequantize_v2 op, unsigned, over the range [0, top] with `bits` bits
+and ties rounded to even, computes the same function in one op forward and one backward:
+the values equal qkeras' exactly (ties and out-of-range inputs included: tests/test_fast_relu.py),
+and so does the straight-through gradient (the incoming gradient where 0 < x <= top, zero
+elsewhere) except at exactly x = 0, where this op passes the gradient and qkeras' does not.
+Any other quantizer, or a quantized_relu with options this op does not model (sigmoid, leaky
 slope, stochastic rounding, noise factor, variables), goes through qkeras unchanged.
 """
 import keras
@@ -21,12 +19,10 @@ import numpy as np
 import tensorflow as tf
 from qkeras import QActivation, quantized_relu
 
-FAKE_QUANT_BITS = (2, 16)  # the widths TensorFlow's fake_quant ops accept
-
 
 def relu_grid(quantizer):
-    """(step, top) of a plain quantized_relu: outputs are multiples of step in [0, top]; None for
-    any quantizer the lean path does not reproduce exactly."""
+    """(step, top) of a plain quantized_relu: its outputs are the multiples of step in [0, top];
+    None for any quantizer the fused op does not reproduce."""
     q = quantizer
     plain = (type(q) is quantized_relu and not q.use_sigmoid and q.negative_slope == 0
              and not q.use_stochastic_rounding and q.is_quantized_clip and q.use_ste
@@ -39,27 +35,20 @@ def relu_grid(quantizer):
     return step, 2.0 ** int(q.integer) - step
 
 
-def quantized_relu_ste(x, step, top):
-    """clip(round(x / step) * step, 0, top), with the straight-through gradient of qkeras'
-    quantized_relu: the incoming gradient where 0 < x <= top, zero elsewhere."""
-    @tf.custom_gradient
-    def forward(v):
-        def grad(dy):
-            return tf.where((v > 0.0) & (v <= top), dy, tf.zeros_like(dy))
-        return tf.clip_by_value(tf.round(v * (1.0 / step)) * step, 0.0, top), grad
-    return forward(tf.cast(x, tf.float32))
+def fused_quantized_relu(x, bits, top):
+    """round_half_even(clip(x, 0, top) / step) * step with step = top / (2^bits - 1), in one op."""
+    return tf.quantization.quantize_and_dequantize_v2(
+        tf.cast(x, tf.float32), 0.0, top, signed_input=False, num_bits=int(bits),
+        range_given=True, round_mode="HALF_TO_EVEN")
 
 
 @keras.saving.register_keras_serializable(package="autoq")
 class QReLU(QActivation):
     """A QActivation (same config, same `activation` quantizer, counted the same everywhere) that
-    takes the fast paths when its quantizer is a plain quantized_relu."""
+    runs a plain quantized_relu as one fused op."""
 
-    def call(self, inputs, training=None):
+    def call(self, inputs):
         grid = relu_grid(self.activation)
         if grid is None:
             return super().call(inputs)
-        if training and FAKE_QUANT_BITS[0] <= self.activation.bits <= FAKE_QUANT_BITS[1]:
-            return tf.quantization.fake_quant_with_min_max_args(
-                tf.cast(inputs, tf.float32), 0.0, grid[1], num_bits=int(self.activation.bits))
-        return quantized_relu_ste(inputs, *grid)
+        return fused_quantized_relu(inputs, self.activation.bits, grid[1])
