@@ -57,6 +57,7 @@ help:
 	@echo "make test                               run the test suite"
 	@echo "make bench [SMOKE=1]                    benchmark (ratios, one run) into results/bench/bench.json"
 	@echo "make bench-distributed                  trials/hour: 2 workers x 1 core vs 1 process x 2 cores"
+	@echo "make profile-ops                        TensorFlow profiler: self time per op type, float vs quantized step"
 	@echo "make tensorboard                        tensorboard --logdir tb_logs"
 	@echo "make clean                              delete results/ and tb_logs/ (distclean: and .venv)"
 	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS PATIENCE XLA=1"
@@ -145,6 +146,19 @@ bench-distributed: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m solvers.bench $(if $(filter 1,$(SMOKE)),--smoke)
+
+# Self time per TensorFlow op type of float / quantized train steps (solvers/profile_ops.py), from
+# the TensorFlow profiler. Installs xprof, the profiler's back end, on first use: pinned in
+# requirements-profile.txt, without its dependencies (Cloud Storage, a web server), which reading
+# a local capture does not need.
+PROFILE_STAMP = $(VENV)/.profile-installed
+.PHONY: profile-ops
+$(PROFILE_STAMP): requirements-profile.txt $(STAMP)
+	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps -r requirements-profile.txt
+	touch $@
+
+profile-ops: $(PROFILE_STAMP)
+	$(PY) -m solvers.profile_ops
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir tb_logs

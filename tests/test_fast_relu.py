@@ -20,13 +20,18 @@ def inputs(step, top):
     return tf.constant(np.concatenate([spread, ties, edges]).astype("float32"))
 
 
-def value_and_grad(fn, x):
+def value_and_grad_tensors(fn, x):
+    """fn(x) and the gradient of a weighted sum of it with respect to x."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = fn(x)
         # A non-uniform upstream gradient, so a mask applied to the wrong element would show.
         loss = tf.reduce_sum(y * tf.linspace(1.0, 2.0, tf.size(y)))
-    return y.numpy(), tape.gradient(loss, x).numpy()
+    return y, tape.gradient(loss, x)
+
+
+def value_and_grad(fn, x):
+    return tuple(t.numpy() for t in value_and_grad_tensors(fn, x))
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -45,6 +50,17 @@ def test_fused_op_equals_qkeras_values_and_gradients_but_at_zero(bits, integer, 
     np.testing.assert_array_equal(got_grad[xs != 0], expected_grad[xs != 0])
     # At exactly 0 the fused op passes the gradient; qkeras' leaky_relu(0) does not.
     assert np.all(got_grad[xs == 0] > 0) and np.all(expected_grad[xs == 0] == 0)
+
+
+@pytest.mark.parametrize("bits", [1, 4])  # 1: the gradient fake_quant's op cannot take
+def test_xla_compiles_the_fused_op_and_its_gradient_with_the_same_results(bits):
+    text = f"quantized_relu({bits},8)"
+    x = inputs(*relu_grid(get_quantizer(text)))
+    layer = QReLU(text)
+    expected = value_and_grad(layer, x)
+    got = tf.function(lambda v: value_and_grad_tensors(layer, v), jit_compile=True)(x)
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g.numpy(), e)
 
 
 @pytest.mark.parametrize("text", ["quantized_relu(4,2,1)",          # sigmoid

@@ -7,7 +7,8 @@ train step 1.2-1.35x a float step on this CPU, and whole-image inference 2.6x (`
 quantizing only the kernels cost 3 %.
 
 TensorFlow's own quantize_and_dequantize_v2 op, unsigned, over the range [0, top] with `bits` bits
-and ties rounded to even, computes the same function in one op forward and one backward:
+and ties rounded to even, computes the same function in one op forward (and fake_quant's gradient
+op, one op backward):
 the values equal qkeras' exactly (ties and out-of-range inputs included: tests/test_fast_relu.py),
 and so does the straight-through gradient (the incoming gradient where 0 < x <= top, zero
 elsewhere) except at exactly x = 0, where this op passes the gradient and qkeras' does not.
@@ -18,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from qkeras import QActivation, quantized_relu
+
+FAKE_QUANT_BITS = (2, 16)  # the widths TensorFlow's fake_quant ops accept
 
 
 def relu_grid(quantizer):
@@ -36,10 +39,26 @@ def relu_grid(quantizer):
 
 
 def fused_quantized_relu(x, bits, top):
-    """round_half_even(clip(x, 0, top) / step) * step with step = top / (2^bits - 1), in one op."""
-    return tf.quantization.quantize_and_dequantize_v2(
-        tf.cast(x, tf.float32), 0.0, top, signed_input=False, num_bits=int(bits),
-        range_given=True, round_mode="HALF_TO_EVEN")
+    """round_half_even(clip(x, 0, top) / step) * step with step = top / (2^bits - 1), in one op;
+    its gradient passes where 0 <= x <= top, in one op too.
+
+    The gradient is given explicitly because quantize_and_dequantize's own gradient op has no XLA
+    kernel (XLA=1 would fail); fake_quant's gradient op computes the same mask and has one.
+    """
+    bits = int(bits)
+
+    @tf.custom_gradient
+    def forward(v):
+        def grad(dy):
+            if FAKE_QUANT_BITS[0] <= bits <= FAKE_QUANT_BITS[1]:
+                # min 0 and max top need no nudging: the mask is exactly 0 <= v <= top.
+                return tf.raw_ops.FakeQuantWithMinMaxArgsGradient(
+                    gradients=dy, inputs=v, min=0.0, max=top, num_bits=bits)
+            return tf.where((v >= 0.0) & (v <= top), dy, tf.zeros_like(dy))
+        return tf.quantization.quantize_and_dequantize_v2(
+            v, 0.0, top, signed_input=False, num_bits=bits, range_given=True,
+            round_mode="HALF_TO_EVEN"), grad
+    return forward(tf.cast(x, tf.float32))
 
 
 @keras.saving.register_keras_serializable(package="autoq")
