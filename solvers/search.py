@@ -126,7 +126,9 @@ def run_search(tuner, train_ds, val_ds, epochs, steps_per_epoch, tb_dir):
     tensorboard = keras.callbacks.TensorBoard(log_dir=tb_dir, profile_batch=0)
     # Keras Tuner clears the session and runs gc.collect() before every trial, which scanned
     # TensorFlow's and Keras' half-million long-lived objects each time (0.5 s a trial here).
-    # Frozen, they are skipped; what each trial creates is still collected.
+    # Frozen, they are skipped; what each trial creates is still collected. Garbage first, so
+    # that none of it is frozen with them.
+    gc.collect()
     gc.freeze()
     tuner.search(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
                  callbacks=[tensorboard])
