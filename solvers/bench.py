@@ -8,15 +8,12 @@ from other jobs on a shared machine hit both sides alike; only ratios are meant 
 across runs. Writes <out>/bench.json (raw seconds as min/median/max over repeats, and ratios).
 """
 import argparse
-import contextlib
 import functools
-import io
 import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 import solvers  # noqa: F401  (first: imports TensorFlow quietly)
@@ -27,10 +24,11 @@ import qkeras
 import tensorflow as tf
 from qkeras import QActivation
 
-from solvers import data, search, sources, train
+from solvers import data, sources, train
+from solvers.bench_search import overhead_parts, run_tiny_search
 from solvers.bench_table import print_table
-from solvers.config import PROFILES, load_search_space, search_choices
-from solvers.networks.base7 import MyHyperModel, base7, fold_quantized_weights, layer_names
+from solvers.config import PROFILES, load_search_space
+from solvers.networks.base7 import base7, fold_quantized_weights, layer_names
 from solvers.networks.fast_relu import QReLU
 
 tf.get_logger().setLevel("ERROR")  # every model retraces; the retracing warning is expected
@@ -169,58 +167,6 @@ def bench_inference(cfg, quantizers, repeats):
         ("quant", "float"), ("quant_folded", "float"), ("quant_qkeras", "float")])}
 
 
-class StepTimer(keras.callbacks.Callback):
-    """Every call of the train function (it runs train.execution_steps steps) as (seconds, steps,
-    first call of its fit?), and the seconds spent validating, over every fit it is given to.
-    The first call of a fit also traces the new model's train function."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls, self.validation = [], 0.0
-        self._start, self._last_batch, self._first = 0.0, -1, True
-
-    def on_train_begin(self, logs=None):
-        self._first = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._last_batch = -1  # Keras numbers batches from 0 in every epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the last step of this call: the call ran batch - last_batch steps.
-        self.calls.append((time.perf_counter() - self._start, batch - self._last_batch, self._first))
-        self._last_batch, self._first = batch, False
-
-    def on_test_begin(self, logs=None):
-        self._start = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self.validation += time.perf_counter() - self._start
-
-
-def run_tiny_search(train_ds, val_ds, trials, epochs, steps):
-    """One random search as run.py wires it, in a temporary folder; returns (wall s, StepTimer)."""
-    convs, acts = layer_names()
-    space = load_search_space("quantization_config.yaml", convs + acts)
-    timer = StepTimer()
-    base_fit = functools.partial(train.fit, objective=space.objective)
-
-    def fit_fn(model, *args, callbacks=(), **kwargs):
-        return base_fit(model, *args, callbacks=[*callbacks, timer], **kwargs)
-    hypermodel = MyHyperModel(search_choices(space, convs, acts),
-                              functools.partial(train.compile_model, border=SCALE), fit_fn, SCALE)
-    bits_of = {**space.kernel, **space.bias, **space.activation}
-    keras.utils.set_random_seed(SEED)
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        tuner = search.make_tuner("random", hypermodel, bits_of, trials, epochs, SEED, tmp)
-        start = time.perf_counter()  # the tuner is made once per run, not per trial
-        search.run_search(tuner, train_ds, val_ds, epochs, steps, os.path.join(tmp, "tb"))
-        wall = time.perf_counter() - start
-    return wall, timer
-
-
 def bench_search(cfg, train_pairs, val_pairs, repeats, quick_step):
     """Section 5: per-trial overhead = (wall - train steps x the step time) / trials, split into
     tracing (each fit's first call beyond its steps), validation and the rest (building, tuner
@@ -232,22 +178,12 @@ def bench_search(cfg, train_pairs, val_pairs, repeats, quick_step):
     train_ds = data.train_dataset(train_pairs, SCALE, patch, batch, SEED)
     val_ds = data.val_dataset(val_pairs)
     # Nothing to alternate with; the first run warms up (imports, first tuner, oneDNN caches).
-    runs = [run_tiny_search(train_ds, val_ds, trials, epochs, steps) for _ in range(repeats + 1)][1:]
+    runs = [run_tiny_search(train_ds, val_ds, trials, epochs, steps, SCALE, SEED)
+            for _ in range(repeats + 1)][1:]
     quick = PROFILES["quick"]
-    parts = {name: [] for name in ("step", "overhead_per_trial", "overhead_tracing_per_trial",
-                                   "overhead_validation_per_trial", "overhead_other_per_trial",
-                                   "quick_trial_training")}
-    for wall, timer in runs:
-        later = [s / n for s, n, first in timer.calls if not first]
-        step = statistics.median(later) if later else quick_step["median"]
-        overhead = wall - sum(n for _, n, _ in timer.calls) * step
-        tracing = sum(s - n * step for s, n, first in timer.calls if first)
-        for name, value in (("step", step), ("overhead_per_trial", overhead),
-                            ("overhead_tracing_per_trial", tracing),
-                            ("overhead_validation_per_trial", timer.validation),
-                            ("overhead_other_per_trial", overhead - tracing - timer.validation)):
-            parts[name].append(value if name == "step" else value / trials)
-        parts["quick_trial_training"].append(quick.epochs * quick.steps_per_epoch * step)
+    per_run = [overhead_parts(wall, timer, trials, quick_step["median"],
+                              quick.epochs * quick.steps_per_epoch) for wall, timer in runs]
+    parts = {name: [run[name] for run in per_run] for name in per_run[0]}
     result = {"seconds": {name: stats(values) for name, values in parts.items()}}
     sec = result["seconds"]
     result["ratios"] = {f"{k}/quick_trial_training": sec[k]["median"] / sec["quick_trial_training"][

@@ -70,3 +70,20 @@ def test_derived_numbers_follow_from_the_times(report):
         for variant, s in setting["seconds"].items():
             assert setting["gflop_s"][variant] == pytest.approx(setting["gflop_per_step"] / s["median"])
     assert report["inference"]["width"] == 64 and report["inference"]["height"] == 48
+
+
+def test_overhead_parts_splits_the_wall_time_it_is_given():
+    from types import SimpleNamespace
+
+    from solvers.bench_search import overhead_parts
+    # two fits of 20 steps in 2 calls each: first calls 1.5 s (10 steps + tracing), later 0.2 s
+    timer = SimpleNamespace(calls=[(1.5, 10, True), (0.2, 10, False)] * 2, validation=1.0)
+    parts = overhead_parts(wall=6.0, timer=timer, trials=2, fallback_step=99.0, quick_steps=400)
+    assert parts["step"] == pytest.approx(0.02)  # the later calls', not the fallback
+    assert parts["overhead_per_trial"] == pytest.approx((6.0 - 40 * 0.02) / 2)
+    assert parts["overhead_tracing_per_trial"] == pytest.approx((1.5 - 0.2) * 2 / 2)
+    assert parts["overhead_validation_per_trial"] == pytest.approx(0.5)
+    assert parts["overhead_other_per_trial"] == pytest.approx(2.6 - 1.3 - 0.5)
+    assert parts["quick_trial_training"] == pytest.approx(8.0)
+    one_call = SimpleNamespace(calls=[(1.5, 10, True)], validation=0.0)
+    assert overhead_parts(2.0, one_call, 1, 0.05, 400)["step"] == 0.05  # only first calls
