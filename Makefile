@@ -116,38 +116,38 @@ eval: $(STAMP)
 	@if [ -z "$(EVAL_DATA)" ]; then echo "error: make eval needs EVAL_DATA=folder" >&2; exit 2; fi
 	$(PY) -m solvers.evaluate $(EVAL_OPTS)
 
-# Results to look at (solvers/run_report.py): report.md and PNGs in results/<RUN>/, the same images in
+# Results to look at (solvers/report/report_md.py): report.md and PNGs in results/<RUN>/, the same images in
 # TensorBoard under tb_logs/<RUN>/report; compare: results/compare/compare.md and compare.png.
 RUNS ?=
 .PHONY: report compare
 
 report: $(STAMP)
 	@if [ -z "$(RUN)" ]; then echo "error: make report needs RUN=name" >&2; exit 2; fi
-	$(PY) -m solvers.run_report --run-dir results/$(RUN) \
+	$(PY) -m solvers.report.report_md --run-dir results/$(RUN) \
 		--baselines results/baselines/$(PROFILE)/baselines.csv --tb-dir tb_logs/$(RUN)
 
 compare: $(STAMP)
 	@if [ -z "$(strip $(RUNS))" ]; then echo "error: make compare needs RUNS=\"run1 run2 ...\"" >&2; exit 2; fi
-	$(PY) -m solvers.run_report --compare $(addprefix results/,$(RUNS)) --out results/compare
+	$(PY) -m solvers.report.report_md --compare $(addprefix results/,$(RUNS)) --out results/compare
 
 # Needs internet access (about 3.8 GB for x3); never run by the tests.
 div2k: $(STAMP)
-	$(PY) -m solvers.download_div2k --root $(or $(DIV2K_ROOT),data/DIV2K) --scale $(SCALE)
+	$(PY) -m solvers.data.div2k --root $(or $(DIV2K_ROOT),data/DIV2K) --scale $(SCALE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# Speed ratios measured in one run (solvers/bench.py): quantized vs float, XLA, pipeline, search
+# Speed ratios measured in one run (solvers/bench/speed.py): quantized vs float, XLA, pipeline, search
 # overhead. SMOKE=1: 1 repeat at tiny shapes (what the test suite runs).
 .PHONY: bench
 .PHONY: bench-distributed
 bench-distributed: $(STAMP)
-	$(PY) -m solvers.bench_distributed
+	$(PY) -m solvers.bench.distributed
 
 bench: $(STAMP)
-	$(PY) -m solvers.bench $(if $(filter 1,$(SMOKE)),--smoke)
+	$(PY) -m solvers.bench.speed $(if $(filter 1,$(SMOKE)),--smoke)
 
-# Self time per TensorFlow op type of float / quantized train steps (solvers/profile_ops.py), from
+# Self time per TensorFlow op type of float / quantized train steps (solvers/bench/profile_ops.py), from
 # the TensorFlow profiler. Installs xprof, the profiler's back end, on first use: pinned in
 # requirements-profile.txt, without its dependencies (Cloud Storage, a web server), which reading
 # a local capture does not need.
@@ -158,7 +158,7 @@ $(PROFILE_STAMP): requirements-profile.txt $(STAMP)
 	touch $@
 
 profile-ops: $(PROFILE_STAMP)
-	$(PY) -m solvers.profile_ops
+	$(PY) -m solvers.bench.profile_ops
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir tb_logs

@@ -101,7 +101,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)  # before importing TensorFlow, so option errors come at once
     if args.workers:
-        from solvers import distributed  # no TensorFlow in the launcher itself
+        from solvers.search import distributed
         argv = sys.argv[1:] if argv is None else list(argv)
         argv = _without(_without(argv, "--workers"), "--oracle")
         return distributed.launch(__file__, argv, args.workers, args.oracle)

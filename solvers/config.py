@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from solvers.networks.base7 import hp_name
-from solvers.objective import ObjectiveParams
+from solvers.search.objective import ObjectiveParams
 
 
 class ConfigError(Exception):

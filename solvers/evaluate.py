@@ -7,14 +7,13 @@ Per image: Y-PSNR and Y-SSIM (BT.601 luma, `scale` pixels cropped from each bord
 bicubic upscaling, of the model and of the float model when given. Prints a table and writes
 <out>/eval.csv (default out: <model dir>/eval/). User errors print one line `error: ...`, exit 2.
 """
-import csv
 import os
 import sys
-import tempfile
 import zipfile
 
 # solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
-from solvers import metrics, sources
+from solvers import files, metrics
+from solvers.data import sources
 from solvers.config import ArgumentParser, ConfigError
 from solvers.networks.base7 import fold_quantized_weights
 
@@ -164,19 +163,9 @@ def write_csv(path, rows):
 
     Through a temporary file in the same folder and os.replace, so a crash never leaves a
     half-written eval.csv where an earlier complete one stood."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".csv.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: v if isinstance(v, str) else f"{v:.6f}" for k, v in r.items()}
-                             for r in rows)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    files.write_csv(path, list(rows[0]), [
+        {k: v if isinstance(v, str) else f"{v:.6f}" for k, v in r.items()} for r in rows])
 
 
 def parse_args(argv=None):

@@ -9,7 +9,10 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from solvers import baselines, data, distributed, report, run_report, search, sources, train
+from solvers import files, train
+from solvers.data import pipeline, sources
+from solvers.report import records, report_md
+from solvers.search import baselines, distributed, retrain, tuners
 from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, base7, layer_names
 
@@ -54,12 +57,12 @@ def _datasets(args, profile):
     train_pairs, val_pairs = sources.load_pairs(
         args.data, args.scale, lr_data=args.lr_data, div2k_root=args.div2k_root,
         train_images=args.train_images, val_images=args.val_images)
-    data.check_patch_fits(train_pairs, profile.patch_size, args.data or "skimage")
+    pipeline.check_patch_fits(train_pairs, profile.patch_size, args.data or "skimage")
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation images "
           f"({args.data or 'scikit-image photos'}), decoded in memory", flush=True)
-    train_ds = data.train_dataset(train_pairs, args.scale, profile.patch_size,
+    train_ds = pipeline.train_dataset(train_pairs, args.scale, profile.patch_size,
                                   profile.batch_size, args.seed)
-    return train_ds, data.val_dataset(val_pairs)
+    return train_ds, pipeline.val_dataset(val_pairs)
 
 
 def train_float(args):
@@ -127,7 +130,7 @@ def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
                     f"{_short(settings[key])}; use another RUN, or FRESH=1 to start over")
         print(f"continuing the run in {run_dir} (FRESH=1 starts over)")
     os.makedirs(run_dir, exist_ok=True)
-    report.write_yaml(path, settings)
+    files.write_yaml(path, settings)
 
 
 def _short(value, limit=80):
@@ -180,35 +183,35 @@ def search_and_retrain(args):
                                               border=args.scale, xla=args.xla),
         fit_fn=_fit_fn(space.objective, profile.patience, args.test_nan_trials), scale=args.scale,
         float_weights=float_weights)
-    tuner = search.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
+    tuner = tuners.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
                               args.seed, run_dir)
     print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
           f"{'from ' + args.float_model if args.float_model else 'from scratch'}", flush=True)
     if args.role == "chief":
         print(f"chief: serving the oracle at {args.oracle} to the workers", flush=True)
-    search.run_search(tuner, train_ds, val_ds, profile.epochs, profile.steps_per_epoch, tb_dir)
+    tuners.run_search(tuner, train_ds, val_ds, profile.epochs, profile.steps_per_epoch, tb_dir)
     if worker:
         print(f"worker tuner{args.worker_id}: no trials left; the chief retrains the winner")
         return 0
-    report.write_trials_csv(os.path.join(run_dir, "trials.csv"),
-                            report.trial_rows(tuner.oracle, list(choices), tuner.project_dir),
+    records.write_trials_csv(os.path.join(run_dir, "trials.csv"),
+                            records.trial_rows(tuner.oracle, list(choices), tuner.project_dir),
                             list(choices))
     if not any(t.status == "COMPLETED" for t in tuner.oracle.trials.values()):
         raise ConfigError(f"{run_dir}: every trial failed; see trials.csv")
-    values, before, after = search.retrain_best(
+    values, before, after = retrain.retrain_best(
         tuner, train_ds, val_ds, profile.epochs, profile.retrain_epochs, profile.steps_per_epoch,
         space.objective, run_dir, tb_dir)
-    report.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale)
-    best = report.load_best_config(os.path.join(run_dir, "best_config.yaml"))
-    report.write_yaml(os.path.join(run_dir, "summary.yaml"), report.summary_record(
+    records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale)
+    best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))
+    files.write_yaml(os.path.join(run_dir, "summary.yaml"), records.summary_record(
         best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after))
-    print("\n" + report.summary(best, values, before, after))
-    report_path = run_report.make_report(
+    print("\n" + records.summary(best, values, before, after))
+    report_path = report_md.make_report(
         run_dir, os.path.join(args.results_dir, "baselines", args.profile, "baselines.csv"), tb_dir)
     print(f"report: {report_path}")
     print(f"outputs: {run_dir}/ (trials.csv, best_config.yaml, best_model.keras, "
           f"best_model_retrained.keras), TensorBoard: {tb_dir}/ | "
-          f"total time {search._hms(time.time() - started)}")
+          f"total time {tuners.hms(time.time() - started)}")
     return 0
 
 

@@ -3,7 +3,7 @@ import keras
 import tensorflow as tf
 
 from solvers import metrics
-from solvers.objective import ObjectiveParams, ScoreCallback
+from solvers.search.objective import ObjectiveParams, ScoreCallback
 
 PSNR_CAP = 100.0  # dB
 # Train steps run per call of the compiled train function. With one step per call, a quick-profile

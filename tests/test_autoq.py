@@ -93,11 +93,11 @@ def test_an_output_folder_that_cannot_be_written_is_one_error_line(tmp_path, cap
 def test_a_full_disk_is_one_error_line(tmp_path, capsys, monkeypatch):
     import errno
 
-    from solvers import report
+    from solvers import files
 
-    def full(path, write):
+    def full(path, write, newline=None):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
-    monkeypatch.setattr(report, "_write_atomic", full)
+    monkeypatch.setattr(files, "write_atomic", full)
     code = autoq.main([*TINY, "--data", str(write_images(tmp_path / "hr")), "--results-dir",
                        str(tmp_path / "results"), "--tb-dir", str(tmp_path / "tb")])
     err = capsys.readouterr().err.strip()

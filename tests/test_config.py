@@ -3,7 +3,7 @@ import pytest
 
 from solvers.config import ConfigError, load_search_space, search_choices
 from solvers.networks.base7 import layer_names
-from solvers.objective import ObjectiveParams
+from solvers.search.objective import ObjectiveParams
 
 CONV, ACT = layer_names()
 GOOD_KERNEL = '  "quantized_bits(4,0,alpha=1.0)": 4\n'

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from qkeras import QConv2D
 
-from solvers import cost, train
+from solvers import train
+from solvers.search import cost
 from solvers.networks.base7 import base7, layer_names
-from solvers.objective import ObjectiveParams, blended_score
+from solvers.search.objective import ObjectiveParams, blended_score
 
 
 def test_size_on_a_hand_worked_example():

@@ -1,11 +1,11 @@
-"""Tests for solvers.data: training and validation pipelines over (LR, HR) pairs."""
+"""Tests for solvers.data.pipeline: training and validation pipelines over (LR, HR) pairs."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from solvers.data import check_patch_fits, train_dataset, val_dataset
-from solvers.sources import DataError, bicubic_pair, make_lr
+from solvers.data.pipeline import check_patch_fits, train_dataset, val_dataset
+from solvers.data.sources import DataError, bicubic_pair, make_lr
 
 RNG = np.random.default_rng(1234)
 

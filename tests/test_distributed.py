@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import REPO, write_images
-from solvers.distributed import core_shares, free_port, tuner_env
+from solvers.search.distributed import core_shares, free_port, tuner_env
 
 TINY = ["--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8",
         "--batch-size", "4"]

@@ -12,7 +12,8 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import REPO, write_images
-from solvers import evaluate, sources
+from solvers import evaluate
+from solvers.data import sources
 from solvers.networks.base7 import base7
 
 HR_SIZE = (36, 42)  # LR 12x14 at scale 3; 30x36 after the 3-pixel border crop (SSIM needs 11)

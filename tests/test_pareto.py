@@ -1,8 +1,8 @@
-"""solvers/pareto.py: the front on hand-made tables, and trials.csv / pareto.csv on disk."""
+"""solvers/report/pareto.py: the front on hand-made tables, and trials.csv / pareto.csv on disk."""
 import csv
 import os
 
-from solvers import pareto
+from solvers.report import pareto
 
 
 def _rows(*points, status="COMPLETED"):

@@ -1,12 +1,12 @@
-"""solvers.profile_ops: the op-stats table is summed right; a capture really holds a profile."""
+"""solvers.bench.profile_ops: the op-stats table is summed right; a capture really holds a profile."""
 import json
 import os
 
 import pytest
 import tensorflow as tf
 
-from solvers import profile_ops
-from solvers.bench import fixed_quantizers
+from solvers.bench import profile_ops
+from solvers.bench.speed import fixed_quantizers
 
 
 def gviz_table(rows):

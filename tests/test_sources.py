@@ -1,4 +1,4 @@
-"""Tests for solvers.sources: image sources, LR generation, pairing, DIV2K."""
+"""Tests for solvers.data.sources: image sources, LR generation, pairing, DIV2K."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import tensorflow as tf
 from PIL import Image
 
 from solvers.config import ConfigError
-from solvers import sources
-from solvers.sources import (DataError, eval_pairs, list_images, load_pairs, make_lr, read_image,
+from solvers.data import sources
+from solvers.data.sources import (DataError, eval_pairs, list_images, load_pairs, make_lr, read_image,
                              split)
 
 RNG = np.random.default_rng(1234)

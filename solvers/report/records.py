@@ -1,21 +1,14 @@
-"""Run outputs: trials.csv, best_config.yaml, and the summary table printed at the end."""
-import csv
+"""A run's records: trials.csv, best_config.yaml, summary.yaml, and the summary table printed at
+the end."""
 import os
 
 import yaml
 
-from solvers import cost
+from solvers import files
+from solvers.search import cost
 from solvers.networks.base7 import base7, quantizers_from_hp
 
 METRICS = ("size_bits", "val_loss", "val_psnr", "val_score")
-
-
-def _write_atomic(path, write):
-    """Writes through a temporary file and a rename, so a kill never leaves half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        write(f)
-    os.replace(tmp, path)
 
 
 def _worker(project_dir, trial_id):
@@ -54,21 +47,12 @@ def trial_rows(oracle, hp_names, project_dir=None):
 
 def write_trials_csv(path, rows, hp_names):
     columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "worker", "reason"]
-
-    def write(f):
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    _write_atomic(path, write)
-
-
-def write_yaml(path, document):
-    _write_atomic(path, lambda f: yaml.safe_dump(document, f, sort_keys=False))
+    files.write_csv(path, columns, rows)
 
 
 def write_best_config(path, values, scale, m=4):
     """best_config.yaml: per-layer quantizers in the form `load_best_config` rebuilds."""
-    write_yaml(path, {"network": {"name": "base7", "scale": scale, "m": m},
+    files.write_yaml(path, {"network": {"name": "base7", "scale": scale, "m": m},
                       "quantizers": quantizers_from_hp(values, m)})
 
 

@@ -1,5 +1,5 @@
 """make bench's printed table: the ratios first, then the absolute numbers (median [min-max])
-they come from, read from the result that solvers.bench writes to bench.json."""
+they come from, read from the result that solvers.bench.speed writes to bench.json."""
 
 
 def _fmt(s):

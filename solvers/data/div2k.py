@@ -1,6 +1,6 @@
 """`make div2k`: downloads and unpacks DIV2K's HR images and bicubic LR images for one scale.
 
-    python -m solvers.download_div2k --root data/DIV2K [--scale 3]
+    python -m solvers.data.div2k --root data/DIV2K [--scale 3]
 
 From the dataset's official site (https://data.vision.ee.ethz.ch/cvl/DIV2K/); about 3.8 GB for ×3.
 Archives already unpacked are skipped; a download goes to a .part file renamed when complete.

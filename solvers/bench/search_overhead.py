@@ -1,6 +1,6 @@
 """make bench, section 5: a tiny random search wired as run.py wires it, timed call by call.
 
-Kept apart from solvers/bench.py, which turns these per-run numbers into its statistics.
+Kept apart from solvers/bench/speed.py, which turns these per-run numbers into its statistics.
 """
 import contextlib
 import functools
@@ -13,7 +13,8 @@ import time
 import solvers  # noqa: F401  (first: imports TensorFlow quietly)
 import keras
 
-from solvers import search, train
+from solvers import train
+from solvers.search import tuners
 from solvers.config import load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, layer_names
 
@@ -63,9 +64,9 @@ def run_tiny_search(train_ds, val_ds, trials, epochs, steps, scale, seed):
     bits_of = {**space.kernel, **space.bias, **space.activation}
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        tuner = search.make_tuner("random", hypermodel, bits_of, trials, epochs, seed, tmp)
+        tuner = tuners.make_tuner("random", hypermodel, bits_of, trials, epochs, seed, tmp)
         start = time.perf_counter()  # the tuner is made once per run, not per trial
-        search.run_search(tuner, train_ds, val_ds, epochs, steps, os.path.join(tmp, "tb"))
+        tuners.run_search(tuner, train_ds, val_ds, epochs, steps, os.path.join(tmp, "tb"))
         wall = time.perf_counter() - start
     return wall, timer
 

@@ -1,6 +1,6 @@
 """make profile-ops: where a train step's time goes, by TensorFlow op type, from TensorFlow's profiler.
 
-`python -m solvers.profile_ops [--patch 64] [--batch 16] [--steps 10] [--out results/profile]`
+`python -m solvers.bench.profile_ops [--patch 64] [--batch 16] [--steps 10] [--out results/profile]`
 captures --steps train steps (after warm-up) of three base7 variants: float32, quantized as the
 tool trains it (QReLU), and quantized with qkeras' own quantized_relu. Each capture goes to
 <out>/<variant>/ (TensorBoard's Profile tab shows it when the profile plugin is installed). Then
@@ -24,8 +24,8 @@ import solvers  # noqa: F401  (first: imports TensorFlow quietly)
 import tensorflow as tf
 from qkeras import QActivation
 
-from solvers import c_stderr_silenced
-from solvers.bench import fixed_quantizers, make_model, write_json
+from solvers import c_stderr_silenced, files
+from solvers.bench.speed import fixed_quantizers, make_model
 from solvers.networks.fast_relu import QReLU
 
 VARIANTS = ("float", "quant", "quant_qkeras")
@@ -121,7 +121,7 @@ def main(argv=None):
             "wall_ms_per_step": wall * 1e3, "capture": path,
             "ms_per_step": self_time_by_type(op_stats(path), args.steps)}
     print_table(result)
-    write_json(path := os.path.join(args.out, "profile.json"), result)
+    files.write_json(path := os.path.join(args.out, "profile.json"), result)
     print(f"\nwritten: {path}")
     return 0
 

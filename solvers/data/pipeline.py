@@ -1,11 +1,11 @@
-"""tf.data pipelines over (LR, HR) pairs from solvers.sources: random training patches, whole
+"""tf.data pipelines over (LR, HR) pairs from solvers.data.sources: random training patches, whole
 validation images. Pixels are float32 in [0, 255] once they leave this module; images are HxWx3 RGB.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from solvers.sources import DataError
+from solvers.data.sources import DataError
 
 
 def check_patch_fits(pairs, patch, name) -> None:

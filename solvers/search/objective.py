@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import keras
 
-from solvers import cost
+from solvers.search import cost
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ Written to results/baselines/<PROFILE>/baselines.csv (columns: label, bits, size
 val_psnr, val_score, epochs trained, best_epoch), the metrics taken at the epoch with the best
 val_score, as for trials.
 """
-import csv
 import os
 
 import keras
 
-from solvers import cost, report, train
+from solvers import files, train
+from solvers.search import cost
 from solvers.config import ConfigError
 from solvers.networks.base7 import base7, layer_names
 
@@ -47,11 +47,7 @@ def best_epoch_row(history):
 
 
 def write_csv(path, rows):
-    def write(f):
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    report._write_atomic(path, write)
+    files.write_csv(path, COLUMNS, rows)
 
 
 def run_baselines(space, train_ds, val_ds, epochs, steps_per_epoch, scale, learning_rate, seed,

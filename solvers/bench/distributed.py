@@ -2,20 +2,22 @@
 against 1 process using both cores, same trials, quick-profile shapes; prints the ratio and
 writes results/bench/distributed.json.
 
-    python -m solvers.bench_distributed [--trials 6] [--epochs 1] [--steps 50]
+    python -m solvers.bench.distributed [--trials 6] [--epochs 1] [--steps 50]
 
 Each search runs in its own temporary folder as a separate autoq.py command, so start-up (data,
 TensorFlow import, per-trial tracing) counts as it does for a user; no retrain.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-AUTOQ = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "autoq.py")
+from solvers import files
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AUTOQ = os.path.join(REPO, "autoq.py")
 
 
 def timed_search(trials, epochs, steps, workers):
@@ -54,10 +56,7 @@ def main(argv=None):
           f"{result['two_workers_trials_per_hour']:6.0f} trials/hour")
     print(f"  2 workers / 1 process: {result['speedup']:.2f}x trials per hour")
     os.makedirs(args.out, exist_ok=True)
-    tmp = os.path.join(args.out, "distributed.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, os.path.join(args.out, "distributed.json"))
+    files.write_json(os.path.join(args.out, "distributed.json"), result)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""solvers/run_report.py: report.md, PNGs, TensorBoard images of a tiny fake run; compare; CLI."""
+"""solvers/report/report_md.py: report.md, PNGs, TensorBoard images of a tiny fake run; compare; CLI."""
 import csv
 import math
 import shutil
@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, write_images
-from solvers import report, run_report
+from solvers.report import records, report_md
 from solvers.networks.base7 import base7, layer_names, quantizers_from_hp
 
 CONVS, ACTS = layer_names()
@@ -58,10 +58,10 @@ def _make_run(run_dir, data_dir):
     values = _values(dict((t[0], t[2]) for t in TRIALS)[CHOSEN])
     model = base7(scale=3, quantizers=quantizers_from_hp(values))
     model.save(run_dir / "best_model_retrained.keras")
-    summary = report.summary_record(model, CHOSEN, values, {"psnr": 29.18, "loss": 5.0},
+    summary = records.summary_record(model, CHOSEN, values, {"psnr": 29.18, "loss": 5.0},
                                     {"psnr": 29.5, "loss": 4.8})
     rows[2]["size_bits"] = float(summary["size_bits"])  # the trial's size is the model's
-    _write_csv(run_dir / "trials.csv", ["trial_id", "status", "best_epoch", *report.METRICS,
+    _write_csv(run_dir / "trials.csv", ["trial_id", "status", "best_epoch", *records.METRICS,
                                         *hp_names], rows)
     settings = {"run": run_dir.name, "algo": "random", "profile": "quick",
                 "settings": {"trials": 5, "epochs": 2, "retrain_epochs": 2, "batch_size": 4,
@@ -99,8 +99,8 @@ def _copy(fake, name):
 
 def test_report_with_baselines(fake, tmp_path):
     run, tb = _copy(fake, "with_baselines"), tmp_path / "tb"
-    path = run_report.make_report(run, fake["baselines"], tb)
-    for name in run_report.PNGS:
+    path = report_md.make_report(run, fake["baselines"], tb)
+    for name in report_md.PNGS:
         png = run / f"{name}.png"
         assert png.stat().st_size > 0
         with Image.open(png) as image:
@@ -108,7 +108,7 @@ def test_report_with_baselines(fake, tmp_path):
     text = open(path).read()
     for trial_id, *_ in TRIALS:
         assert f"| {trial_id} |" in text
-    for name in run_report.PNGS:
+    for name in report_md.PNGS:
         assert f"({name}.png)" in text
     assert "| conv_6 |" in text and "random" in text and "quick" in text
 
@@ -129,7 +129,7 @@ def test_report_with_baselines(fake, tmp_path):
     events = list((tb / "report").glob("events.out.tfevents.*"))
     tags = {v.tag for e in events for ev in tf.compat.v1.train.summary_iterator(str(e))
             for v in ev.summary.value}
-    assert set(run_report.PNGS) <= tags
+    assert set(report_md.PNGS) <= tags
 
 
 def test_report_without_baselines_or_data(fake):
@@ -137,7 +137,7 @@ def test_report_without_baselines_or_data(fake):
     settings = yaml.safe_load((run / "run.yaml").read_text())
     settings["data"]["data"] = str(fake["root"] / "missing")  # DataError: samples skipped
     (run / "run.yaml").write_text(yaml.safe_dump(settings))
-    text = open(run_report.make_report(run, fake["root"] / "nowhere.csv")).read()
+    text = open(report_md.make_report(run, fake["root"] / "nowhere.csv")).read()
     assert "make baselines" in text
     assert "SR samples skipped" in text and "missing" in text
     assert not (run / "sr_samples.png").exists() and "(sr_samples.png)" not in text
@@ -151,7 +151,7 @@ def test_compare(fake, tmp_path):
     rows[1]["val_psnr"] = "29.9"  # trial 01 of run_b: the smallest and best, a one-point front
     _write_csv(b / "trials.csv", list(rows[0]), rows)
     out = tmp_path / "compare"
-    run_report.compare([a, b], out)
+    report_md.compare([a, b], out)
     with Image.open(out / "compare.png") as image:
         assert image.format == "PNG" and min(image.size) > 100
     text = (out / "compare.md").read_text()
@@ -162,15 +162,15 @@ def test_compare(fake, tmp_path):
 
 def test_cli_errors(fake, tmp_path, capsys):
     missing = tmp_path / "nope"
-    result = subprocess.run([sys.executable, "-m", "solvers.run_report", "--run-dir", str(missing)],
+    result = subprocess.run([sys.executable, "-m", "solvers.report.report_md", "--run-dir", str(missing)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert str(missing) in result.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert run_report.main(["--run-dir", str(empty)]) == 2
-    assert run_report.main(["--compare", str(fake["run"]), str(missing),
+    assert report_md.main(["--run-dir", str(empty)]) == 2
+    assert report_md.main(["--compare", str(fake["run"]), str(missing),
                             "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)

@@ -1,7 +1,7 @@
 """A run's results a person can look at: report.md with plots, and a comparison of several runs.
 
-    python -m solvers.run_report --run-dir results/R [--baselines CSV] [--tb-dir tb_logs/R]
-    python -m solvers.run_report --compare results/a results/b [--out results/compare]
+    python -m solvers.report.report_md --run-dir results/R [--baselines CSV] [--tb-dir tb_logs/R]
+    python -m solvers.report.report_md --compare results/a results/b [--out results/compare]
 
 make_report marks the Pareto front in trials.csv (and writes pareto.csv), draws tradeoff.png,
 layer_bits.png, progress.png and sr_samples.png into the run folder, copies them to TensorBoard
@@ -12,10 +12,13 @@ import os
 import sys
 
 # solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
-from solvers import cost, metrics, pareto, plots, sources
+from solvers import files, metrics
+from solvers.data import sources
+from solvers.report import pareto, plots
+from solvers.search import cost
 from solvers.config import ArgumentParser, ConfigError
-from solvers.report_text import cell, kib, settings_md, summary_md, trials_md, verdict
-from solvers.pareto import bits_of, number
+from solvers.report.report_text import cell, kib, settings_md, summary_md, trials_md, verdict
+from solvers.report.pareto import bits_of, number
 
 import numpy as np  # noqa: E402,I001
 import tensorflow as tf
@@ -31,14 +34,6 @@ SIZES = ("size_bits", "float32_bits", "uniform8_bits", "val_psnr_search", "val_p
 
 class ReportError(ConfigError):
     """A missing or unreadable run folder or file (one-line message naming the option and path)."""
-
-
-def _write_text(path, text):
-    """Writes through a temporary file and os.replace: never half a report where one stood."""
-    tmp = f"{path}.{os.getpid()}.tmp"  # not mkstemp: its 0600 mode would stick to the file
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _yaml(path):
@@ -190,7 +185,7 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
         "dominated in (size, val_psnr) among completed trials (the rows of pareto.csv).\n",
         trials_md(run)])
     path = os.path.join(run_dir, "report.md")
-    _write_text(path, text)
+    files.write_text(path, text)
     if tb_dir:
         write_tensorboard(tb_dir, made, text)
     return path
@@ -217,13 +212,13 @@ def compare(run_dirs, out_dir):
                      f"{kib(number(c.get('size_bits')))} | {cell(c.get('val_psnr'))} | "
                      f"{cell(r['sizes'].get('val_psnr_retrained'))} | {front} |")
     path = os.path.join(out_dir, "compare.md")
-    _write_text(path, "\n".join(lines) + "\n")
+    files.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
 def main(argv=None):
     """Command line entry point; returns the exit status (0, or 2 after a one-line error)."""
-    p = ArgumentParser(prog="python -m solvers.run_report", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m solvers.report.report_md", description=__doc__.split("\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run-dir", help="a run folder, results/<RUN>")
     what.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="run folders to compare")

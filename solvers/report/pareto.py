@@ -9,6 +9,8 @@ import math
 import os
 import re
 
+from solvers import files
+
 PARETO = "pareto"
 _FIRST_INT = re.compile(r"\(\s*(\d+)")  # quantized_bits(4,0,...) / quantized_relu(3,8): first int
 
@@ -43,23 +45,6 @@ def read_csv(path):
         reader = csv.DictReader(f)
         rows = list(reader)
         return list(reader.fieldnames or []), rows
-
-
-def write_csv(path, columns, rows):
-    """Writes rows through a temporary file in the same folder and os.replace, so a reader (or a
-    kill) never sees half a file where a complete one stood."""
-    # open() rather than mkstemp: mkstemp's 0600 mode would replace trials.csv's permissions.
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def candidates(rows):
@@ -116,9 +101,10 @@ def update_run(run_dir):
         row[PARETO] = "true" if flag else "false"
     if PARETO not in columns:
         columns.append(PARETO)
-    write_csv(path, columns, rows)
+    files.write_csv(path, columns, rows, extrasaction="ignore")
     front_rows = front(rows, flags)
-    write_csv(os.path.join(run_dir, "pareto.csv"), columns, front_rows)
+    files.write_csv(os.path.join(run_dir, "pareto.csv"), columns, front_rows,
+                    extrasaction="ignore")
     return rows, front_rows
 
 

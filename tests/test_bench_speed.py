@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from solvers import bench
+from solvers.bench import speed
 
 SECTIONS = ("peak_matmul", "train_step", "pipeline", "inference", "search")
 
@@ -12,7 +12,7 @@ SECTIONS = ("peak_matmul", "train_step", "pipeline", "inference", "search")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    assert bench.main(["--smoke", "--out", str(out)]) == 0
+    assert speed.main(["--smoke", "--out", str(out)]) == 0
     assert not [p.name for p in out.iterdir() if p.name != "bench.json"]  # no temp file left
     return json.loads((out / "bench.json").read_text())
 
@@ -75,7 +75,7 @@ def test_derived_numbers_follow_from_the_times(report):
 def test_overhead_parts_splits_the_wall_time_it_is_given():
     from types import SimpleNamespace
 
-    from solvers.bench_search import overhead_parts
+    from solvers.bench.search_overhead import overhead_parts
     # two fits of 20 steps in 2 calls each: first calls 1.5 s (10 steps + tracing), later 0.2 s
     timer = SimpleNamespace(calls=[(1.5, 10, True), (0.2, 10, False)] * 2, validation=1.0)
     parts = overhead_parts(wall=6.0, timer=timer, trials=2, fallback_step=99.0, quick_steps=400)

@@ -1,9 +1,9 @@
 """The words of report.md: the verdict paragraph and the settings, summary and trials sections,
-computed from a loaded run (solvers.run_report.load_run) and the uniform baselines."""
+computed from a loaded run (solvers.report.report_md.load_run) and the uniform baselines."""
 import math
 
-from solvers import pareto
-from solvers.pareto import bits_summary, number, trial_key
+from solvers.report import pareto
+from solvers.report.pareto import bits_summary, number, trial_key
 
 
 def kib(bits):

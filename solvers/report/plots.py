@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: no display on a server, and no GUI toolkit 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from solvers.pareto import candidates, number, trial_key  # noqa: E402
+from solvers.report.pareto import candidates, number, trial_key  # noqa: E402
 
 DPI = 120
 KIB = 8192  # bits per KiB

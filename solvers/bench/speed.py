@@ -9,7 +9,6 @@ across runs. Writes <out>/bench.json (raw seconds as min/median/max over repeats
 """
 import argparse
 import functools
-import json
 import os
 import platform
 import statistics
@@ -24,9 +23,10 @@ import qkeras
 import tensorflow as tf
 from qkeras import QActivation
 
-from solvers import data, sources, train
-from solvers.bench_search import overhead_parts, run_tiny_search
-from solvers.bench_table import print_table
+from solvers import files, train
+from solvers.bench.search_overhead import overhead_parts, run_tiny_search
+from solvers.bench.table import print_table
+from solvers.data import pipeline, sources
 from solvers.config import PROFILES, load_search_space
 from solvers.networks.base7 import base7, fold_quantized_weights, layer_names
 from solvers.networks.fast_relu import QReLU
@@ -132,10 +132,10 @@ def bench_peak(n, steps, repeats):
 
 
 def bench_pipeline(cfg, quantizers, train_pairs, repeats):
-    """Section 3: model.fit steps/s from data.train_dataset vs the same-shaped tensors in memory."""
+    """Section 3: model.fit steps/s from pipeline.train_dataset vs the same-shaped tensors in memory."""
     batch, patch = cfg["settings"]["quick"]
     n = cfg["pipeline_steps"]
-    real = data.train_dataset(train_pairs, SCALE, patch, batch, SEED)
+    real = pipeline.train_dataset(train_pairs, SCALE, patch, batch, SEED)
     x, y = next(iter(real))
     # Prefetched like the real one: unprefetched, even in-memory tensors made a step 25 % slower.
     memory = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(1)
@@ -175,8 +175,8 @@ def bench_search(cfg, train_pairs, val_pairs, repeats, quick_step):
     search's own later calls (quick_step, train_on_batch's, if every fit made only one call)."""
     trials, epochs, steps = cfg["search"]
     batch, patch = cfg["settings"]["quick"]
-    train_ds = data.train_dataset(train_pairs, SCALE, patch, batch, SEED)
-    val_ds = data.val_dataset(val_pairs)
+    train_ds = pipeline.train_dataset(train_pairs, SCALE, patch, batch, SEED)
+    val_ds = pipeline.val_dataset(val_pairs)
     # Nothing to alternate with; the first run warms up (imports, first tuner, oneDNN caches).
     runs = [run_tiny_search(train_ds, val_ds, trials, epochs, steps, SCALE, SEED)
             for _ in range(repeats + 1)][1:]
@@ -204,14 +204,6 @@ def machine():
             "keras_tuner": keras_tuner.__version__, "qkeras": getattr(qkeras, "__version__", "?")}
 
 
-def write_json(path, obj):
-    """JSON through a temporary file and a rename: a kill never leaves half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     """Runs every measurement, prints the table, writes <out>/bench.json; returns 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -237,7 +229,7 @@ def main(argv=None):
                                      train_step["settings"]["quick"]["seconds"]["quant"])}
     print_table(result)
     os.makedirs(args.out, exist_ok=True)
-    write_json(path := os.path.join(args.out, "bench.json"), result)
+    files.write_json(path := os.path.join(args.out, "bench.json"), result)
     print(f"\nwritten: {path}")
     return 0
 
