@@ -81,8 +81,6 @@ def parse_args(argv=None):
     p.add_argument("--fresh", action="store_true",
                    help="start the run over, moving its old results and logs aside")
     p.add_argument("--results-dir", default="results")
-    p.add_argument("--test-nan-trials", type=lambda t: {int(x) for x in t.split(",")},
-                   default=None, help=argparse.SUPPRESS)  # tests: make these trials diverge
     p.add_argument("--tb-dir", default="tb_logs")
     args = p.parse_args(argv)
     if args.train_float and not args.float_model:
@@ -106,6 +104,7 @@ def main(argv=None):
         argv = _without(_without(argv, "--workers"), "--oracle")
         return distributed.launch(__file__, argv, args.workers, args.oracle)
     from solvers.config import ConfigError
+    from solvers.search.tuners import SearchStopped
     try:
         from solvers import run
         if args.train_float:
@@ -114,6 +113,9 @@ def main(argv=None):
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SearchStopped as e:  # not the user's input: trials kept raising (a bug, out of memory)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         # The output folders cannot be written (read-only, full, a file in the way): the user's
         # to fix, so one line. Files already written stay whole (they are written atomically).

@@ -99,6 +99,7 @@ def run_settings(args, run_name, profile, space, choices):
         "data": {k: getattr(args, k) for k in ("data", "lr_data", "div2k_root", "train_images",
                                                 "val_images")},
         "objective": dataclasses.asdict(space.objective), "search_space": choices,
+        "quantizers": baselines.quantizer_maps(space),  # matched against baselines.yaml
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "keras_tuner": keras_tuner.__version__, "qkeras": qkeras.__version__},
     }
@@ -107,6 +108,29 @@ def run_settings(args, run_name, profile, space, choices):
 # What must not change between a run and its continuation (versions and paths may).
 RESUME_KEYS = ("algo", "profile", "settings", "seed", "scale", "learning_rate", "float_model",
                "data", "objective", "search_space")
+
+
+def first_difference(saved, now, keys):
+    """(dotted key, saved value, new value) of the first of `keys` whose values differ, looking
+    inside mappings so that the message names e.g. settings.epochs; None when all are equal."""
+    for key in keys:
+        old, new = saved.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            inner = first_difference(old, new, list(dict.fromkeys([*old, *new])))
+            return (f"{key}.{inner[0]}", *inner[1:]) if inner else None
+        return key, old, new
+    return None
+
+
+def _read_yaml(path):
+    try:
+        with open(path) as f:
+            saved = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
+    return saved if isinstance(saved, dict) else {}
 
 
 def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
@@ -121,16 +145,40 @@ def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
                 os.replace(folder, f"{folder}.old-{stamp}")
                 print(f"FRESH=1: moved {folder} to {folder}.old-{stamp}")
     elif os.path.exists(path):
-        with open(path) as f:
-            saved = yaml.safe_load(f) or {}
-        for key in RESUME_KEYS:
-            if saved.get(key) != settings[key]:
-                raise ConfigError(
-                    f"{path}: this run was started with {key} = {_short(saved.get(key))}, now "
-                    f"{_short(settings[key])}; use another RUN, or FRESH=1 to start over")
+        diff = first_difference(_read_yaml(path), settings, RESUME_KEYS)
+        if diff:
+            key, old, new = diff
+            raise ConfigError(
+                f"{path}: this run was started with {key} = {_short(old)}, now {_short(new)}; "
+                "use another RUN, or FRESH=1 to start over")
         print(f"continuing the run in {run_dir} (FRESH=1 starts over)")
     os.makedirs(run_dir, exist_ok=True)
     files.write_yaml(path, settings)
+
+
+CHIEF_WAIT = 600  # seconds a worker waits for the chief's run.yaml
+
+
+def check_worker_settings(run_dir, settings, wait=CHIEF_WAIT):
+    """A worker's settings must be the chief's (run.yaml, which the chief writes before serving
+    its oracle): a worker with other EPOCHS or DATA would feed the search incomparable trials.
+    Waits for run.yaml (a worker may start before its chief); ConfigError naming the first
+    difference, or when no run.yaml appears."""
+    path = os.path.join(run_dir, "run.yaml")
+    deadline = time.monotonic() + wait
+    if not os.path.exists(path):
+        print(f"waiting for the chief's {path}", flush=True)
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"{path}: not written by a chief within {wait} s; start `make "
+                              "chief` first, with the same RUN and results folder")
+        time.sleep(1)
+    diff = first_difference(_read_yaml(path), settings, RESUME_KEYS)
+    if diff:
+        key, old, new = diff
+        raise ConfigError(f"{path}: the chief runs this search with {key} = {_short(old)}, this "
+                          f"worker was started with {_short(new)}; start the worker with the "
+                          "chief's variables")
 
 
 def _short(value, limit=80):
@@ -138,16 +186,10 @@ def _short(value, limit=80):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _fit_fn(objective, patience=0, nan_trials=None):
+def _fit_fn(objective, patience=0):
     """train.fit for the trials, stopping a trial whose val_score has not improved for
-    `patience` epochs (0: never). nan_trials (a test-only option) lists trial numbers, in the
-    order they run from 0, whose learning rate is made NaN: their loss explodes, as it would with
-    a diverging configuration, to show that such a trial is recorded as failed."""
-    calls = iter(range(10**9))
-
+    `patience` epochs (0: never)."""
     def fit(model, *args, callbacks=(), **kwargs):
-        if next(calls) in (nan_trials or ()):
-            model.optimizer.learning_rate.assign(float("nan"))
         if patience:
             stop = keras.callbacks.EarlyStopping(monitor="val_score", mode="min", patience=patience)
             callbacks = [*callbacks, stop]
@@ -172,7 +214,7 @@ def search_and_retrain(args):
     if args.role:  # Keras Tuner's distributed mode reads its role from the environment
         os.environ.update(distributed.tuner_env(args.role, args.oracle, args.worker_id))
     if worker:
-        os.makedirs(run_dir, exist_ok=True)  # the chief owns run.yaml and the outputs
+        check_worker_settings(run_dir, settings)  # the chief owns run.yaml and the outputs
     else:
         prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
     keras.utils.set_random_seed(args.seed)
@@ -181,10 +223,15 @@ def search_and_retrain(args):
     hypermodel = MyHyperModel(
         choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate,
                                               border=args.scale, xla=args.xla),
-        fit_fn=_fit_fn(space.objective, profile.patience, args.test_nan_trials), scale=args.scale,
+        fit_fn=_fit_fn(space.objective, profile.patience), scale=args.scale,
         float_weights=float_weights)
+    names = list(choices)
+
+    def write_trials_csv(oracle):  # after every trial: an interrupted search still shows its trials
+        rows = records.trial_rows(oracle, names, os.path.join(run_dir, "tuner"))
+        records.write_trials_csv(os.path.join(run_dir, "trials.csv"), rows, names)
     tuner = tuners.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
-                              args.seed, run_dir)
+                              args.seed, run_dir, on_trial_recorded=write_trials_csv)
     print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
           f"{'from ' + args.float_model if args.float_model else 'from scratch'}", flush=True)
     if args.role == "chief":
@@ -193,9 +240,7 @@ def search_and_retrain(args):
     if worker:
         print(f"worker tuner{args.worker_id}: no trials left; the chief retrains the winner")
         return 0
-    records.write_trials_csv(os.path.join(run_dir, "trials.csv"),
-                            records.trial_rows(tuner.oracle, list(choices), tuner.project_dir),
-                            list(choices))
+    write_trials_csv(tuner.oracle)  # also for a resumed search that had no trial left to run
     if not any(t.status == "COMPLETED" for t in tuner.oracle.trials.values()):
         raise ConfigError(f"{run_dir}: every trial failed; see trials.csv")
     values, before, after = retrain.retrain_best(
@@ -206,8 +251,7 @@ def search_and_retrain(args):
     files.write_yaml(os.path.join(run_dir, "summary.yaml"), records.summary_record(
         best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after))
     print("\n" + records.summary(best, values, before, after))
-    report_path = report_md.make_report(
-        run_dir, os.path.join(args.results_dir, "baselines", args.profile, "baselines.csv"), tb_dir)
+    report_path = report_md.make_report(run_dir, tb_dir=tb_dir)  # baselines: a matching set
     print(f"report: {report_path}")
     print(f"outputs: {run_dir}/ (trials.csv, best_config.yaml, best_model.keras, "
           f"best_model_retrained.keras), TensorBoard: {tb_dir}/ | "
@@ -217,14 +261,33 @@ def search_and_retrain(args):
 
 def uniform_baselines(args):
     """make baselines: every uniform width of the search space and float32, trained like one
-    search trial (or, with --baseline-epochs, for that many epochs)."""
+    search trial (or, with --baseline-epochs, for that many epochs), into results/baselines/<RUN,
+    else a name from the settings (baselines.default_name)>/, with baselines.yaml. Refuses a
+    folder whose baselines.yaml holds other settings; moves aside a baselines.csv without one."""
     profile = profile_settings(args)
     conv_names, act_names = layer_names()
     space = load_search_space(args.config, conv_names + act_names)
-    train_ds, val_ds = _datasets(args, profile)
-    name = args.run or args.profile
-    out_dir = os.path.join(args.results_dir, "baselines", name)
     epochs = args.baseline_epochs or profile.epochs
+    wanted = baselines.set_settings(vars(args), args.scale, args.seed, args.learning_rate, epochs,
+                                    profile, space)
+    name = args.run or baselines.default_name(args.profile, PROFILES[args.profile], wanted,
+                                              args.config)
+    out_dir = os.path.join(args.results_dir, "baselines", name)
+    yaml_path, csv_path = (os.path.join(out_dir, f) for f in ("baselines.yaml", "baselines.csv"))
+    if os.path.exists(yaml_path):
+        diff = baselines.differences(_read_yaml(yaml_path), yaml.safe_load(yaml.safe_dump(wanted)))
+        if diff:
+            key, old, new = diff[0]
+            raise ConfigError(f"{yaml_path}: these baselines were trained with {key} = "
+                              f"{_short(old)}, now {_short(new)}; use another RUN=name")
+    train_ds, val_ds = _datasets(args, profile)
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(csv_path) and not os.path.exists(yaml_path):  # from before baselines.yaml
+        aside = f"{csv_path}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(csv_path, aside)
+        print(f"moved {csv_path} (settings unknown: no baselines.yaml) to {aside}")
+    files.write_yaml(yaml_path, {"name": name, "profile": args.profile, "config": args.config,
+                                 **wanted})
     rows = baselines.run_baselines(space, train_ds, val_ds, epochs, profile.steps_per_epoch,
                                    args.scale, args.learning_rate, args.seed, out_dir,
                                    os.path.join(args.tb_dir, f"baselines_{name}"))
@@ -232,5 +295,5 @@ def uniform_baselines(args):
     for row in rows:
         print(f"{row['label']:<16}{row['size_bits'] / 8192:>10.2f}{row['val_psnr']:>10.2f}"
               f"{row['val_score']:>11.4f}")
-    print(f"outputs: {out_dir}/baselines.csv")
+    print(f"outputs: {out_dir}/baselines.csv and baselines.yaml")
     return 0

@@ -33,3 +33,13 @@ def write_images(folder, count=3, size=(60, 72), seed=0):
         small = rng.integers(0, 256, (size[0] // 4, size[1] // 4, 3), dtype=np.uint8)
         Image.fromarray(small).resize(size[::-1], Image.BICUBIC).save(folder / f"img{i:02d}.png")
     return folder
+
+
+def run_autoq_patched(prelude, *args, timeout=600):
+    """Runs autoq.py in a fresh process after the Python code `prelude` (e.g. one replacing
+    solvers.train.fit to inject a failure), so tests inject faults without a production option."""
+    code = "\n".join([f"import sys; sys.path.insert(0, {str(REPO)!r})", prelude,
+                      "import runpy", f"sys.argv = [{str(REPO / 'autoq.py')!r}, *{list(map(str, args))!r}]",
+                      f"runpy.run_path({str(REPO / 'autoq.py')!r}, run_name='__main__')"])
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)

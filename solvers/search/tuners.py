@@ -55,10 +55,10 @@ class _Recording:
     def _check_consecutive_failures(self):
         in_a_row, last = 0, None
         for trial in (self.trials[t] for t in self.end_order):
-            if trial.status != "FAILED":
-                in_a_row = 0
-            elif not diverged(trial):  # a diverged trial neither counts nor breaks the row
+            if trial.status == "FAILED" and not diverged(trial):
                 in_a_row, last = in_a_row + 1, trial
+            else:  # a trial that trained, even to a diverged loss, shows the code runs
+                in_a_row = 0
         if in_a_row >= MAX_CONSECUTIVE_ERRORS and self.stop_reason is None:
             where = os.path.join(self._project_dir, f"trial_{last.trial_id}", "trial.json")
             self.stop_reason = (f"the search stopped: {in_a_row} trials in a row raised an error; "
