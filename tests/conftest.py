@@ -38,8 +38,20 @@ def write_images(folder, count=3, size=(60, 72), seed=0):
 def run_autoq_patched(prelude, *args, timeout=600):
     """Runs autoq.py in a fresh process after the Python code `prelude` (e.g. one replacing
     solvers.train.fit to inject a failure), so tests inject faults without a production option."""
-    code = "\n".join([f"import sys; sys.path.insert(0, {str(REPO)!r})", prelude,
-                      "import runpy", f"sys.argv = [{str(REPO / 'autoq.py')!r}, *{list(map(str, args))!r}]",
-                      f"runpy.run_path({str(REPO / 'autoq.py')!r}, run_name='__main__')"])
+    script = str(REPO / "autoq.py")
+    code = "\n".join([f"import sys; sys.path.insert(0, {str(REPO)!r})", prelude, "import runpy",
+                      f"sys.argv = [{script!r}, *{list(map(str, args))!r}]",
+                      f"runpy.run_path({script!r}, run_name='__main__')"])
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def wrap_fit(body):
+    """A run_autoq_patched prelude replacing solvers.train.fit: `body` runs before each call, with
+    `n` the call's number from 0 (trials first, in the order they run), `model` the model and `k`
+    the keyword arguments."""
+    return "\n".join([  # a closure, so that two preludes wrap each other
+        "import solvers.train as _train", "def _wrap(fit, calls=[0]):",
+        "    def patched(model, *a, **k):", "        n = calls[0]; calls[0] += 1",
+        *("        " + line for line in body.splitlines()), "        return fit(model, *a, **k)",
+        "    return patched", "_train.fit = _wrap(_train.fit)"])

@@ -1,10 +1,13 @@
 """autoq.py's command line: every bad input is one line `error: ...`, exit 2, nothing overwritten."""
 
+import subprocess
+import sys
+
 import pytest
 from PIL import Image
 
 import autoq
-from conftest import run_autoq, write_images
+from conftest import REPO, run_autoq, write_images
 from solvers.networks.base7 import base7
 
 TINY = ["--trials", "1", "--epochs", "1", "--retrain-epochs", "0", "--steps-per-epoch", "1",
@@ -103,3 +106,22 @@ def test_a_full_disk_is_one_error_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: cannot write ")
     assert "run.yaml: No space left on device" in err
+
+
+def test_a_failed_import_shows_what_the_silenced_stderr_captured():
+    # TensorFlow's C++ side writes the reason of a failed import to file descriptor 2, which is
+    # captured while it imports: the reason must reach the user with the exception.
+    code = ("import os, solvers\n"
+            "with solvers.c_stderr_silenced():\n"
+            "    os.write(2, b'F0000 fatal: libtensorflow_framework.so.2: cannot open\\n')\n"
+            "    raise ImportError('no TensorFlow')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "F0000 fatal: libtensorflow_framework.so.2: cannot open" in result.stderr
+    assert result.stderr.rstrip().endswith("ImportError: no TensorFlow")
+
+
+def test_import_solvers_is_quiet():
+    result = subprocess.run([sys.executable, "-c", "import solvers"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""

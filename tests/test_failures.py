@@ -8,28 +8,18 @@ import json
 
 import pytest
 
-from conftest import run_autoq_patched, write_images
+from conftest import run_autoq_patched, wrap_fit, write_images
 
 TINY = ["--epochs", "1", "--retrain-epochs", "0", "--steps-per-epoch", "2", "--patch-size", "8",
         "--batch-size", "4"]
 
 
-def _wrap_fit(body):
-    """Prelude replacing solvers.train.fit: `body` runs before each call, with `n` the call's
-    number from 0 (trials first, in the order they run) and `model` the model."""
-    return "\n".join([  # a closure, so that two preludes wrap each other
-        "import solvers.train as _train", "def _wrap(fit, calls=[0]):",
-        "    def patched(model, *a, **k):", "        n = calls[0]; calls[0] += 1",
-        *("        " + line for line in body.splitlines()), "        return fit(model, *a, **k)",
-        "    return patched", "_train.fit = _wrap(_train.fit)"])
-
-
 def diverge(*trials):  # the loss of these trials becomes NaN, as with a diverging configuration
-    return _wrap_fit(f"if n in {set(trials)!r}: model.optimizer.learning_rate.assign(float('nan'))")
+    return wrap_fit(f"if n in {set(trials)!r}: model.optimizer.learning_rate.assign(float('nan'))")
 
 
 def raise_in(*trials):  # these trials raise, as a bug or an out-of-memory error would
-    return _wrap_fit(f"if n in {set(trials)!r}: raise RuntimeError('injected fault in trial ' + str(n))")
+    return wrap_fit(f"if n in {set(trials)!r}: raise RuntimeError('injected fault in trial ' + str(n))")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +88,7 @@ def test_an_error_between_good_trials_does_not_stop_the_search(tmp_path, images)
 def test_trials_csv_is_written_after_every_trial(tmp_path, images):
     # The process dies (as with a kill) when the third trial starts: the two finished trials are
     # already in trials.csv, before the search ends.
-    result = _run(tmp_path, images, _wrap_fit("if n == 2: import os; os._exit(9)"), "--trials", "4")
+    result = _run(tmp_path, images, wrap_fit("if n == 2: import os; os._exit(9)"), "--trials", "4")
     assert result.returncode == 9
     rows = _rows(tmp_path)
     assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]

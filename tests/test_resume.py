@@ -2,6 +2,7 @@
 seed gives the same trials."""
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_autoq, write_images
+from conftest import REPO, run_autoq, run_autoq_patched, wrap_fit, write_images
 
 TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8", "--batch-size", "4"]
 
@@ -103,5 +104,52 @@ def test_a_damaged_retrain_backup_restarts_the_retrain_from_the_searched_weights
     result = run_autoq(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming the interrupted retrain" in result.stdout
-    assert "is unreadable" in result.stdout and "Epoch 3/3" in result.stdout
+    assert "the retrain's backup was cut short" in result.stdout and "Epoch 3/3" in result.stdout
     assert not backup.exists()
+
+
+# The retrain (the only fit call of a run whose search is complete, the second of a 1-trial run)
+# is killed when its second epoch begins: the first one is backed up, as after a real kill.
+KILL_IN_RETRAIN = wrap_fit("""if n == 1:
+    import os, keras
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2: os._exit(9)
+    k['callbacks'] = [*k.get('callbacks', ()), Kill()]""")
+
+
+def test_only_files_proven_cut_short_are_discarded_when_a_retrain_resumes(tmp_path, images):
+    args = _args(tmp_path, images, "--trials", "1", "--retrain-epochs", "3")
+    assert run_autoq_patched(KILL_IN_RETRAIN, *args).returncode == 9
+    run_dir = tmp_path / "results" / "r"
+    backup, checkpoint = run_dir / "retrain_backup", run_dir / "retrain_checkpoint.partial.keras"
+    assert (backup / "latest.weights.h5").is_file()
+    if not checkpoint.exists():  # the first retrain epoch did not beat the searched weights
+        shutil.copyfile(run_dir / "best_model.keras", checkpoint)
+
+    # A full disk while the resumed retrain runs: one line; the readable backup is kept.
+    full = wrap_fit("import errno\n"
+                    "raise OSError(errno.ENOSPC, 'No space left on device', 'retrain_backup')")
+    result = run_autoq_patched(full, *args)
+    assert result.returncode == 2 and "No space left on device" in result.stderr, result.stderr
+    assert (backup / "latest.weights.h5").is_file() and checkpoint.is_file()
+
+    # The whole best checkpoint fails to load for another reason (out of memory): the error
+    # shows and the checkpoint stays.
+    oom = ("import keras.models as _m\n_load = _m.load_model\n"
+           "def _failing(path, *a, **k):\n"
+           "    if str(path).endswith('partial.keras'): raise MemoryError('injected')\n"
+           "    return _load(path, *a, **k)\n_m.load_model = _failing")
+    result = run_autoq_patched(oom, *args)
+    assert result.returncode != 0 and "MemoryError: injected" in result.stderr
+    assert checkpoint.is_file()
+
+    # A checkpoint cut short (as a kill while Keras wrote it leaves it) is discarded, and the
+    # retrain resumes from its backup, not from the start.
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2])
+    result = run_autoq(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "discarding the retrain's best checkpoint, cut short" in result.stdout
+    assert "Epoch 3/4" in result.stdout and "Epoch 2/4" not in result.stdout
+    assert not backup.exists() and (run_dir / "best_model_retrained.keras").is_file()

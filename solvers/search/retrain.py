@@ -1,12 +1,23 @@
 """The winner retrained: the best trial rebuilt at its best epoch, trained on to the whole epoch
-budget, resumable after a kill (results/<RUN>/retrain_backup/), its best checkpoint kept."""
+budget, resumable after a kill (results/<RUN>/retrain_backup/), its best checkpoint kept.
+
+A kill can land while Keras writes a file in place (the backup, the best checkpoint): such a file
+is discarded only when reading it proves it cut short. Any other error while reading or training
+(out of memory, a bug, a full disk) propagates and nothing is deleted.
+"""
+import json
 import os
 import shutil
 import warnings
+import zipfile
 
+import h5py
 import keras
 
 from solvers import files, train
+
+WEIGHTS, METADATA = "latest.weights.h5", "training_metadata.json"  # BackupAndRestore's files
+PREVIOUS = ".bkp"  # its copies of the epoch before (double_checkpoint=True)
 
 
 def _remove(*paths):
@@ -16,6 +27,60 @@ def _remove(*paths):
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
+
+
+def cut_short(path):
+    """Why the file Keras wrote at `path` cannot be read to its end (a .keras zip, an HDF5
+    weights file, a JSON file; the kind from the name, a .bkp copy's from the name it copies), or
+    None when every byte of it reads back."""
+    kind = os.path.splitext(path[: -len(PREVIOUS)] if path.endswith(PREVIOUS) else path)[1]
+    if kind == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()  # reads every member and checks its CRC
+        except zipfile.BadZipFile as e:
+            return f"{path}: {e}"
+        return f"{path}: member {bad} is damaged" if bad else None
+    if kind == ".h5":
+        if not h5py.is_hdf5(path):
+            return f"{path}: not an HDF5 file"
+        try:
+            with h5py.File(path, "r") as f:
+                f.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
+        except (OSError, KeyError) as e:  # h5py's errors for a truncated file or a missing block
+            if getattr(e, "errno", None) is not None:  # a real I/O error (permissions...), not damage
+                raise
+            return f"{path}: {e}"
+        return None
+    try:
+        with open(path) as f:
+            json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return f"{path}: {e}"
+    return None
+
+
+def _damage(paths):
+    return next((reason for path in paths if os.path.exists(path) and (reason := cut_short(path))),
+                None)
+
+
+def repair_backup(backup_dir):
+    """Makes Keras' backup readable: the last epoch's files if they read back, else the copies of
+    the epoch before; returns a note of what was done (None: nothing to do), or "discarded" when
+    neither reads back and the folder was removed (the retrain starts over)."""
+    latest = [os.path.join(backup_dir, name) for name in (WEIGHTS, METADATA)]
+    previous = [path + PREVIOUS for path in latest]
+    damage = _damage(latest)
+    if damage is None:
+        return None
+    if os.path.exists(previous[0]) and _damage(previous) is None:
+        for old, path in zip(previous, latest):
+            if os.path.exists(old):
+                shutil.copyfile(old, path)
+        return f"the last backup was cut short ({damage}); resuming from the epoch before"
+    _remove(backup_dir)
+    return f"discarded: the retrain's backup was cut short ({damage})"
 
 
 def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoch, objective,
@@ -38,49 +103,36 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
     files.save_model(model, before_path)
     before = model.evaluate(val_ds, return_dict=True, verbose=0)
     best_psnr = before["psnr"]
-    resuming = os.path.isdir(backup_dir) and retrain_epochs > 0
-    if resuming:
+    if os.path.isdir(backup_dir) and retrain_epochs > 0:
         print("\nresuming the interrupted retrain from its last finished epoch", flush=True)
-        if os.path.exists(partial_path):  # the best checkpoint so far must not be lost
-            try:
-                best_psnr = max(best_psnr, keras.models.load_model(partial_path).evaluate(
-                    val_ds, return_dict=True, verbose=0)["psnr"])
-            except Exception:  # killed while Keras wrote it: an unreadable file, not a result
-                os.remove(partial_path)
+        # The best checkpoint so far must not be lost: it sets the bar the retrain must beat.
+        if os.path.exists(partial_path) and (damage := cut_short(partial_path)):
+            print(f"discarding the retrain's best checkpoint, cut short ({damage})", flush=True)
+            os.remove(partial_path)
+        elif os.path.exists(partial_path):
+            best_psnr = max(best_psnr, keras.models.load_model(partial_path).evaluate(
+                val_ds, return_dict=True, verbose=0)["psnr"])
+        note = repair_backup(backup_dir)
+        if note:
+            print(note + ("; retraining from the searched weights" if note.startswith("discarded")
+                          else ""), flush=True)
     else:
         _remove(after_path, partial_path, backup_dir)
     if retrain_epochs > 0:
         print(f"\nretraining the best trial for {retrain_epochs} epochs "
               f"(epochs {epochs + 1}-{epochs + retrain_epochs})", flush=True)
-
-        def retrain(model, best_psnr):
-            callbacks = [
-                keras.callbacks.BackupAndRestore(backup_dir),
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                                  patience=max(2, retrain_epochs // 10),
-                                                  min_lr=1e-5),
-                keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
-                                                save_best_only=True,
-                                                initial_value_threshold=best_psnr),
-                keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"),
-                                            profile_batch=0),
-            ]
-            train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,
-                      steps_per_epoch=steps_per_epoch, initial_epoch=epochs, callbacks=callbacks,
-                      objective=objective)
-
-        try:
-            retrain(model, best_psnr)
-        except OSError as e:
-            # Keras writes its backup in place: a kill in the middle of that write leaves a file
-            # it cannot read. The retrain then starts again from the searched weights.
-            if not resuming:
-                raise
-            print(f"the retrain's backup in {backup_dir} is unreadable ({e}); retraining from the "
-                  "searched weights", flush=True)
-            _remove(partial_path, backup_dir)
-            model = keras.models.load_model(before_path)
-            retrain(model, before["psnr"])
+        callbacks = [
+            # double_checkpoint: the epoch before's files are kept too, for a kill mid-write.
+            keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                              patience=max(2, retrain_epochs // 10), min_lr=1e-5),
+            keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
+                                            save_best_only=True, initial_value_threshold=best_psnr),
+            keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"), profile_batch=0),
+        ]
+        train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,
+                  steps_per_epoch=steps_per_epoch, initial_epoch=epochs, callbacks=callbacks,
+                  objective=objective)
     if os.path.exists(partial_path):
         os.replace(partial_path, after_path)
     else:  # the retrain never beat the searched weights
