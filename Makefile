@@ -96,7 +96,11 @@ $(FLOAT_MODEL): | $(STAMP)
 
 float: $(FLOAT_MODEL)
 
-# Uniform-width references for the report, trained like one search trial (BASELINE_EPOCHS: longer).
+# Uniform-width references for the report, trained like one search trial (BASELINE_EPOCHS: longer),
+# into results/baselines/<RUN, else PROFILE plus what differs from the defaults, e.g.
+# quick_div2k_seed2_x4>/ with baselines.yaml (solvers/search/baselines.py: default_name). A report
+# compares a run only with a set whose baselines.yaml matches it (data, scale, seed, search space,
+# budget of a trial), so run this with the search's variables.
 baselines: $(STAMP)
 	$(PY) autoq.py --baselines $(SEARCH_OPTS) $(if $(BASELINE_EPOCHS),--baseline-epochs $(BASELINE_EPOCHS))
 
@@ -118,13 +122,16 @@ eval: $(STAMP)
 
 # Results to look at (solvers/report/report_md.py): report.md and PNGs in results/<RUN>/, the same images in
 # TensorBoard under tb_logs/<RUN>/report; compare: results/compare/compare.md and compare.png.
+# report: the baselines are a set of results/baselines/*/ matching the run (BASELINES=path/baselines.csv
+# forces one; the verdict then names any difference).
 RUNS ?=
+BASELINES ?=
 .PHONY: report compare
 
 report: $(STAMP)
 	@if [ -z "$(RUN)" ]; then echo "error: make report needs RUN=name" >&2; exit 2; fi
 	$(PY) -m solvers.report.report_md --run-dir results/$(RUN) \
-		--baselines results/baselines/$(PROFILE)/baselines.csv --tb-dir tb_logs/$(RUN)
+		$(if $(BASELINES),--baselines $(BASELINES)) --tb-dir tb_logs/$(RUN)
 
 compare: $(STAMP)
 	@if [ -z "$(strip $(RUNS))" ]; then echo "error: make compare needs RUNS=\"run1 run2 ...\"" >&2; exit 2; fi

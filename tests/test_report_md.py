@@ -16,6 +16,9 @@ from solvers.networks.base7 import base7, layer_names, quantizers_from_hp
 
 CONVS, ACTS = layer_names()
 PARAMS = 42539  # base7 at x3: weights and biases
+# The search space's quantizer maps, as run.yaml and baselines.yaml record them.
+QUANTIZERS = {kind: yaml.safe_load((REPO / "quantization_config.yaml").read_text())[kind]
+              for kind in ("kernel", "bias", "activation")}
 BASELINE_PSNR = {2: 27.9, 3: 28.6, 4: 29.0, 5: 29.2, 6: 29.3, 7: 29.35, 8: 29.4, 32: 29.5}
 
 
@@ -71,7 +74,7 @@ def _make_run(run_dir, data_dir):
                 "data": {"data": str(data_dir), "lr_data": None, "div2k_root": None,
                          "train_images": None, "val_images": None},
                 "objective": {"delta_p": 8, "delta_n": 8, "rate": 2, "stress": 1, "ref_bits": 8},
-                "search_space": {n: ["a", "b"] for n in hp_names},
+                "search_space": {n: ["a", "b"] for n in hp_names}, "quantizers": QUANTIZERS,
                 "versions": {"tensorflow": tf.__version__}}
     (run_dir / "run.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     (run_dir / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
@@ -175,3 +178,85 @@ def test_cli_errors(fake, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
     assert "trials.csv" in err[0] and str(missing) in err[1]
+
+
+def _baseline_set(results, name, psnr_shift, recorded=True, **changes):
+    """results/baselines/<name>/ with baselines.csv (BASELINE_PSNR + psnr_shift) and, when
+    `recorded`, baselines.yaml: the settings of the fake run in results/tiny with `changes` applied
+    (seed=2, data={"data": ...}, budget={"epochs": ...})."""
+    folder = results / "baselines" / name
+    folder.mkdir(parents=True)
+    rows = [{"label": "float32" if b == 32 else f"uniform {b}-bit", "bits": b,
+             "size_bits": float(PARAMS * b), "val_loss": 5.0, "val_psnr": round(p + psnr_shift, 3),
+             "val_score": 5.0, "epochs": 2} for b, p in BASELINE_PSNR.items()]
+    _write_csv(folder / "baselines.csv", list(rows[0]), rows)
+    if recorded:
+        run = yaml.safe_load((results / "tiny" / "run.yaml").read_text())
+        budget = {k: run["settings"][k] for k in ("epochs", "steps_per_epoch", "batch_size",
+                                                   "patch_size")}
+        settings = {"name": name, "profile": "quick", "data": run["data"], "scale": run["scale"],
+                    "seed": run["seed"], "quantizers": run["quantizers"], "budget": budget,
+                    "learning_rate": run["learning_rate"]}
+        for key, value in changes.items():
+            settings[key] = {**settings[key], **value} if isinstance(value, dict) else value
+        (folder / "baselines.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    return folder / "baselines.csv"
+
+
+def _verdict(path):
+    return open(path).read().split("## Verdict")[1].split("##")[0]
+
+
+def _results_with_run(fake, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(fake["run"], results / "tiny")
+    return results
+
+
+# The matching set's uniform 8-bit PSNR (29.40) and the other set's (+0.37: 29.77); no other number
+# of the verdict ends in .77.
+OTHER_SHIFT = 0.37
+KIB8 = f"{8 * PARAMS / 8192:.2f}"
+
+
+@pytest.mark.parametrize("other", [{"seed": 2}, {"data": {"data": "elsewhere"}}])
+def test_report_picks_the_baseline_set_that_matches_the_run(fake, tmp_path, other):
+    results = _results_with_run(fake, tmp_path)
+    # The profile's folder (the one reports used to read) holds a set trained otherwise.
+    _baseline_set(results, "quick", OTHER_SHIFT, **other)
+    matching = _baseline_set(results, "quick_tiny", 0.0)
+    verdict = _verdict(report_md.make_report(results / "tiny"))
+    assert str(matching) in verdict and "trained with this run's data" in verdict
+    assert f"({KIB8} KiB, {BASELINE_PSNR[8]:.2f} dB)" in verdict
+    assert f"{BASELINE_PSNR[8] + OTHER_SHIFT:.2f}" not in verdict
+    assert "quick/baselines.csv" not in verdict
+
+
+
+def test_report_compares_with_no_baselines_when_none_matches(fake, tmp_path):
+    results = _results_with_run(fake, tmp_path)
+    _baseline_set(results, "quick", OTHER_SHIFT, recorded=False)  # from before baselines.yaml
+    _baseline_set(results, "quick_seed2", OTHER_SHIFT, seed=2)
+    _baseline_set(results, "quick_e4", OTHER_SHIFT, seed=2, budget={"epochs": 4})
+    verdict = _verdict(report_md.make_report(results / "tiny"))
+    assert "3 sets of uniform baselines were found" in verdict
+    assert "1 without baselines.yaml" in verdict
+    assert "none matches this run's data, scale, seed, search space and budget" in verdict
+    assert "the closest, quick_seed2, has seed = 2, this run 1" in verdict
+    assert "no baseline is compared or plotted" in verdict
+    data = yaml.safe_load((results / "tiny" / "run.yaml").read_text())["data"]["data"]
+    assert f"`make baselines PROFILE=quick DATA={data} EPOCHS=2 STEPS=2 BATCH=4 PATCH=8`" \
+        in verdict
+    assert "uniform 8-bit (" not in verdict and "nearest in size" not in verdict
+    assert f"{BASELINE_PSNR[8] + OTHER_SHIFT:.2f}" not in verdict
+
+
+def test_report_with_given_baselines_names_how_they_differ(fake, tmp_path):
+    results = _results_with_run(fake, tmp_path)
+    other = _baseline_set(results, "quick_seed2", OTHER_SHIFT, seed=2)
+    verdict = _verdict(report_md.make_report(results / "tiny", other))
+    assert "were not trained like this run (seed = 2 there, 1 in this run)" in verdict
+    assert f"{BASELINE_PSNR[8] + OTHER_SHIFT:.2f} dB" in verdict  # compared all the same
+    unknown = _baseline_set(results, "old", 0.0, recorded=False)
+    verdict = _verdict(report_md.make_report(results / "tiny", unknown))
+    assert "no readable baselines.yaml" in verdict and f"{BASELINE_PSNR[8]:.2f} dB" in verdict

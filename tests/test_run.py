@@ -3,7 +3,8 @@ import pytest
 import yaml
 
 from solvers.config import ConfigError
-from solvers.run import prepare_run_dir
+from conftest import run_autoq, write_images
+from solvers.run import check_worker_settings, first_difference, prepare_run_dir
 
 SETTINGS = {"run": "r", "algo": "random", "profile": "quick",
             "settings": {"trials": 2, "epochs": 1}, "seed": 1, "scale": 3, "learning_rate": 0.001,
@@ -28,7 +29,7 @@ def test_changed_settings_are_refused_naming_the_difference(tmp_path, key, value
     prepare_run_dir(str(run_dir), str(tmp_path / "tb"), SETTINGS)
     with pytest.raises(ConfigError) as e:
         prepare_run_dir(str(run_dir), str(tmp_path / "tb"), {**SETTINGS, key: value})
-    assert str(e.value).startswith(f"{run_dir / 'run.yaml'}: this run was started with {key} = ")
+    assert str(e.value).startswith(f"{run_dir / 'run.yaml'}: this run was started with {key}")
     assert "FRESH=1" in str(e.value) and "\n" not in str(e.value)
     assert yaml.safe_load(open(run_dir / "run.yaml"))[key] == SETTINGS[key]  # not overwritten
 
@@ -52,3 +53,37 @@ def test_profile_values_are_overridden_by_options():
     profile = profile_settings(args)
     assert (profile.epochs, profile.patience, profile.trials) == (3, 0, 100)
     assert profile_settings(autoq.parse_args(["--profile", "paper"])).patience == 5
+
+
+def test_the_first_difference_is_named_inside_mappings():
+    changed = {**SETTINGS, "settings": {"trials": 2, "epochs": 4}}
+    assert first_difference(SETTINGS, changed, ["seed", "settings"]) == ("settings.epochs", 1, 4)
+    assert first_difference(SETTINGS, dict(SETTINGS), ["seed", "settings", "data"]) is None
+
+
+def test_a_worker_refuses_settings_other_than_the_chiefs(tmp_path):
+    prepare_run_dir(str(tmp_path / "r"), str(tmp_path / "tb"), SETTINGS)  # as the chief does
+    check_worker_settings(str(tmp_path / "r"), dict(SETTINGS))  # the same: accepted
+    with pytest.raises(ConfigError, match=r"run.yaml: the chief runs this search with "
+                                          r"data.data = None, this worker was started with x"):
+        check_worker_settings(str(tmp_path / "r"), {**SETTINGS, "data": {"data": "x"}})
+    with pytest.raises(ConfigError, match="not written by a chief within 0 s"):
+        check_worker_settings(str(tmp_path / "nothing"), SETTINGS, wait=0)
+
+
+def test_make_worker_with_other_epochs_stops_before_joining(tmp_path):
+    images = write_images(tmp_path / "hr")
+    common = ["--steps-per-epoch", "2", "--patch-size", "8", "--batch-size", "4", "--data", images,
+              "--results-dir", tmp_path / "results", "--tb-dir", tmp_path / "tb", "--run", "r"]
+    run_dir = tmp_path / "results" / "r"
+    run_dir.mkdir(parents=True)
+    # The chief's run.yaml, as a chief started with --epochs 1 writes it (a whole tiny search).
+    assert run_autoq(*common, "--epochs", "1", "--retrain-epochs", "0",
+                     "--trials", "1").returncode == 0
+    # No chief listens at this port: without the check the worker would wait for it (timeout).
+    result = run_autoq(*common, "--epochs", "2", "--retrain-epochs", "0", "--trials", "1",
+                       "--role", "worker", "--oracle", "127.0.0.1:9", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {run_dir / 'run.yaml'}: the chief runs this search with settings.epochs = 1, "
+        "this worker was started with 2; start the worker with the chief's variables"]

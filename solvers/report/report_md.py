@@ -5,9 +5,12 @@
 
 make_report marks the Pareto front in trials.csv (and writes pareto.csv), draws tradeoff.png,
 layer_bits.png, progress.png and sr_samples.png into the run folder, copies them to TensorBoard
-under <tb-dir>/report, and writes report.md. User errors print one line `error: ...`, exit 2.
+under <tb-dir>/report, and writes report.md. Without --baselines, the uniform baselines compared
+are a set of <results>/baselines/*/ whose baselines.yaml matches run.yaml (find_baselines).
+User errors print one line `error: ...`, exit 2.
 """
 import csv
+import glob
 import os
 import sys
 
@@ -15,7 +18,7 @@ import sys
 from solvers import files, metrics
 from solvers.data import sources
 from solvers.report import pareto, plots
-from solvers.search import cost
+from solvers.search import baselines as uniform, cost
 from solvers.config import ArgumentParser, ConfigError
 from solvers.report.report_text import cell, kib, settings_md, summary_md, trials_md, verdict
 from solvers.report.pareto import bits_of, number
@@ -112,6 +115,53 @@ def read_baselines(path):
     return rows
 
 
+def _set_settings(path):
+    """A set's baselines.yaml, or None when it is missing or unreadable (settings unknown)."""
+    try:
+        return _yaml(path)
+    except ReportError:
+        return None
+
+
+def find_baselines(run, baselines_csv=None):
+    """Which uniform baselines the verdict compares with, as a dict for report_text.verdict:
+    path (a baselines.csv, or None: no baseline is compared or plotted) and explicit (given with
+    --baselines). Given one, difference is the first (key, its value, the run's value) where its
+    baselines.yaml differs from the run (solvers/search/baselines.py: MATCH_KEYS), None when equal,
+    "unknown" when it has no readable baselines.yaml. Otherwise the set of <results>/baselines/*/
+    (results: the run folder's parent) whose baselines.yaml matches, the one with the most rows
+    and then the newest if several do; when none does, path None and folder, found (sets there),
+    unrecorded (sets without baselines.yaml, which never match), closest (the set with the fewest
+    differences: name and first difference) for the verdict's words."""
+    wanted = uniform.run_settings_key(run["settings"])
+    if baselines_csv is not None:
+        path = os.fspath(baselines_csv)
+        saved = _set_settings(os.path.join(os.path.dirname(path), "baselines.yaml"))
+        diffs = None if saved is None else uniform.differences(saved, wanted)
+        return {"path": path, "explicit": True,
+                "difference": "unknown" if diffs is None else (diffs or [None])[0]}
+    folder = os.path.join(os.path.dirname(os.path.normpath(run["dir"])), "baselines")
+    sets = sorted({os.path.dirname(p) for name in ("baselines.csv", "baselines.yaml")
+                   for p in glob.glob(os.path.join(glob.escape(folder), "*", name))})
+    matching, others, unrecorded = [], [], 0
+    for set_dir in sets:
+        saved, csv_path = _set_settings(os.path.join(set_dir, "baselines.yaml")), \
+            os.path.join(set_dir, "baselines.csv")
+        if saved is None:
+            unrecorded += 1
+            continue
+        diffs = uniform.differences(saved, wanted)
+        if diffs:
+            others.append((len(diffs), os.path.basename(set_dir), diffs[0]))
+        elif os.path.isfile(csv_path):
+            matching.append(csv_path)
+    if matching:
+        best = max(matching, key=lambda p: (len(read_baselines(p) or []), os.path.getmtime(p)))
+        return {"path": best, "explicit": False, "difference": None, "matching": len(matching)}
+    return {"path": None, "explicit": False, "folder": folder, "found": len(sets),
+            "unrecorded": unrecorded, "closest": min(others)[1:] if others else None}
+
+
 def sr_samples(run, scale):
     """[(image name, [(method, uint8 crop, whole-image Y-PSNR)])] for the first validation images:
     bicubic, the float model (when run.yaml names one that exists), the chosen model, ground truth.
@@ -154,14 +204,13 @@ def write_tensorboard(tb_dir, pngs, text):
 
 def make_report(run_dir, baselines_csv=None, tb_dir=None):
     """Pareto columns, the four PNGs, TensorBoard images (when tb_dir is given) and report.md for
-    one run folder; returns report.md's path. baselines_csv defaults to the profile's
-    baselines/<PROFILE>/baselines.csv next to the run; a missing file is noted, not fatal."""
+    one run folder; returns report.md's path. Without baselines_csv, a set of baselines next to
+    the run that matches its settings (find_baselines), or none; a given baselines_csv is used
+    even when its settings differ, and the verdict says so. A missing file is noted, not fatal."""
     run = load_run(run_dir)
     run_dir, settings = run["dir"], run["settings"]
-    if baselines_csv is None:
-        baselines_csv = os.path.join(os.path.dirname(os.path.abspath(run_dir)), "baselines",
-                                     str(settings.get("profile", "quick")), "baselines.csv")
-    baselines = read_baselines(baselines_csv)
+    match = find_baselines(run, baselines_csv)
+    baselines = read_baselines(match["path"])
     png = {name: os.path.join(run_dir, f"{name}.png") for name in PNGS}
     for path in png.values():  # an older report's PNG must not pass for this one's
         if os.path.isfile(path):
@@ -177,7 +226,7 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
         notes.append(f"SR samples skipped: {e}\n")
     made = [(name, path) for name, path in png.items() if os.path.isfile(path)]
     text = "\n".join([
-        f"# Run report: {run['name']}\n", "## Verdict\n", verdict(run, baselines, baselines_csv)
+        f"# Run report: {run['name']}\n", "## Verdict\n", verdict(run, baselines, match)
         + "\n", "## Plots\n", *(f"![{name}]({name}.png)\n" for name, _ in made), *notes,
         "## Chosen model\n", summary_md(run), "## Settings\n", settings_md(settings),
         "## All trials, best val_score first\n",
@@ -222,7 +271,8 @@ def main(argv=None):
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run-dir", help="a run folder, results/<RUN>")
     what.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="run folders to compare")
-    p.add_argument("--baselines", help="baselines.csv (default: results/baselines/<PROFILE>/)")
+    p.add_argument("--baselines", help="baselines.csv to compare with (default: a set in "
+                   "<results>/baselines/ whose baselines.yaml matches the run's settings)")
     p.add_argument("--tb-dir", help="the run's TensorBoard folder; images go to <it>/report")
     p.add_argument("--out", default="results/compare", help="folder for compare.png and .md")
     args = p.parse_args(argv)

@@ -1,7 +1,9 @@
 """The words of report.md: the verdict paragraph and the settings, summary and trials sections,
 computed from a loaded run (solvers.report.report_md.load_run) and the uniform baselines."""
 import math
+import shlex
 
+from solvers.config import PROFILES
 from solvers.report import pareto
 from solvers.report.pareto import bits_summary, number, trial_key
 
@@ -21,10 +23,92 @@ def versus(diff):
     return f"{abs(diff):.2f} dB {word} ({diff:+.2f} dB)"
 
 
-def verdict(run, baselines, baselines_path):
+def short(value, limit=60):
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# Makefile variables of a run's settings (run.yaml), for the `make baselines` command it needs.
+MAKE_DATA = (("DATA", "data"), ("LR_DATA", "lr_data"), ("DIV2K_ROOT", "div2k_root"),
+             ("TRAIN_IMAGES", "train_images"), ("VAL_IMAGES", "val_images"))
+MAKE_BUDGET = (("EPOCHS", "epochs"), ("STEPS", "steps_per_epoch"), ("BATCH", "batch_size"),
+               ("PATCH", "patch_size"))
+
+
+def baselines_command(s):
+    """`make baselines ...` with the run's variables (those that differ from the Makefile's
+    defaults), which trains a set that matches the run; a learning rate other than 1e-3 (no
+    Makefile variable) is named after it."""
+    profile = s.get("profile") or "quick"
+    defaults = PROFILES.get(profile, PROFILES["quick"])
+    budget, data = s.get("settings") or {}, s.get("data") or {}
+    words = [("PROFILE", profile)]
+    words += [(var, s.get(key)) for var, key, default in (("SEED", "seed", 1),
+                                                          ("SCALE", "scale", 3))
+              if s.get(key) not in (None, default)]
+    words += [(var, data[key]) for var, key in MAKE_DATA if data.get(key) is not None]
+    words += [(var, budget[key]) for var, key in MAKE_BUDGET
+              if budget.get(key) not in (None, getattr(defaults, key))]
+    if s.get("config") not in (None, "quantization_config.yaml"):
+        words.append(("CONFIG", s["config"]))
+    command = "make baselines " + " ".join(f"{var}={shlex.quote(str(v))}" for var, v in words)
+    lr = s.get("learning_rate")
+    return f"`{command}`" + ("" if lr in (None, 1e-3) else
+                             f" with learning rate {lr} (`autoq.py --baselines --learning-rate "
+                             f"{lr}` and the same options: the Makefile has no variable for it)")
+
+
+def baselines_source(run, match, baselines):
+    """The verdict's sentence on where the baselines come from: a matching set, a given one that
+    may differ, or none (and the command that trains one)."""
+    path, s = match["path"], run["settings"]
+    alike = "this run's data, scale, seed, search space and budget"
+    if path is None:
+        found, unrecorded, closest = match["found"], match["unrecorded"], match["closest"]
+        if not found:
+            return (f"No uniform baselines were found in {match['folder']}/: run "
+                    f"{baselines_command(s)} to compare with uniform quantization at {alike}; "
+                    "until then only the float32 and 8-bit sizes above compare.")
+        text = (f"{found} set{'s' if found > 1 else ''} of uniform baselines "
+                f"{'were' if found > 1 else 'was'} found in {match['folder']}/"
+                + (f" ({unrecorded} without baselines.yaml, from before their settings were "
+                   "recorded)" if unrecorded else "")
+                + f", but none matches {alike}")
+        if closest:
+            name, (key, there, here) = closest
+            text += f" (the closest, {name}, has {key} = {short(there)}, this run {short(here)})"
+        text += (", so no baseline is compared or plotted. Run "
+                 f"{baselines_command(s)} to make a matching set (or `make report RUN="
+                 f"{run['name']} BASELINES=path/baselines.csv` to compare with one regardless).")
+        if s and s.get("quantizers") is None:
+            text += (" This run's run.yaml does not record its quantizers (it predates them), so "
+                     "no set can match it.")
+        return text
+    if baselines is None:
+        return (f"No uniform baselines were found ({path}): run {baselines_command(s)} to "
+                f"compare with uniform quantization at {alike}; until then only the float32 and "
+                "8-bit sizes above compare.")
+    diff = match["difference"]
+    if diff == "unknown":
+        return (f"The uniform baselines of {path} have no readable baselines.yaml beside them, "
+                f"so whether they were trained with {alike} is unknown: the comparison that "
+                "follows may not be like for like.")
+    if diff:
+        key, there, here = diff
+        return (f"The uniform baselines of {path} were not trained like this run ({key} = "
+                f"{short(there)} there, {short(here)} in this run), so the comparison that "
+                "follows is not like for like.")
+    budget = s.get("settings") or {}
+    return (f"The uniform baselines of {path} were trained with {alike} ("
+            f"{budget.get('epochs')} epochs × {budget.get('steps_per_epoch')} steps, batch "
+            f"{budget.get('batch_size')}, patch {budget.get('patch_size')}, as a search trial).")
+
+
+def verdict(run, baselines, match):
     """One paragraph from the numbers: the chosen model's search-trial PSNR against the uniform
-    baseline nearest in size (by ratio) and uniform 8-bit, trained for the same epochs, and
-    whether it is on the Pareto front."""
+    baseline nearest in size (by ratio) and uniform 8-bit, and whether it is on the Pareto front.
+    match (solvers.report.report_md.find_baselines) says which baselines were found and whether
+    they were trained like the run: baselines are the rows of match["path"] (None: none)."""
     chosen, sizes = run["chosen"], run["sizes"]
     if chosen is None or number(chosen["val_psnr"]) is None:
         return "No trial completed, so there is no chosen model to judge."
@@ -33,18 +117,14 @@ def verdict(run, baselines, baselines_path):
     text = [f"The chosen model (trial {chosen['trial_id']}) stores {kib(size)} KiB, "
             f"{sizes['float32_bits'] / size:.1f}× smaller than float32 and "
             f"{sizes['uniform8_bits'] / size:.2f}× smaller than uniform 8-bit; after its search "
-            f"trial ({f'{epochs} epochs, ' if epochs else ''}the budget each uniform baseline is "
-            f"trained with) it reached {psnr:.2f} dB."]
+            f"trial{f' ({epochs} epochs)' if epochs else ''} it reached {psnr:.2f} dB.",
+            baselines_source(run, match, baselines)]
     uniform = [b for b in baselines or [] if (number(b["size_bits"]) or 0) > 0
                and number(b["val_psnr"]) is not None and number(b.get("bits")) != 32
                and b["label"] != "float32"]
-    if baselines is None:
-        text.append(f"No uniform baselines were found ({baselines_path}): run `make baselines` "
-                    "(same PROFILE) to compare with uniform quantization at the same training "
-                    "budget; until then only the float32 and 8-bit sizes above compare.")
-    elif not uniform:
-        text.append(f"{baselines_path} has no uniform baseline with a size and a PSNR.")
-    else:
+    if baselines is not None and not uniform:  # (no baselines: baselines_source said why)
+        text.append(f"{match['path']} has no uniform baseline with a size and a PSNR.")
+    elif uniform:
         near = min(uniform, key=lambda b: abs(math.log(number(b["size_bits"]) / size)))
         n_size, n_psnr = number(near["size_bits"]), number(near["val_psnr"])
         text.append(f"The uniform baseline nearest in size (by ratio) is {near['label']} "

@@ -1,11 +1,16 @@
 """Uniform baselines: base7 with every layer at the same width (each width of the search space, and
 float32), trained like one search trial, so a search's result can be judged against them.
 
-Written to results/baselines/<PROFILE>/baselines.csv (columns: label, bits, size_bits, val_loss,
-val_psnr, val_score, epochs trained, best_epoch), the metrics taken at the epoch with the best
-val_score, as for trials.
+Written to results/baselines/<NAME>/ (NAME: --run, else default_name): baselines.csv (columns:
+label, bits, size_bits, val_loss, val_psnr, val_score, epochs trained, best_epoch), the metrics
+taken at the epoch with the best val_score, as for trials; and baselines.yaml, the settings that
+define the set (set_settings: data, scale, seed, quantizer space, training budget, learning rate).
+A run's report compares with a set only when these equal the run's own (run_settings_key), so a
+search on other data, at another scale or seed, in another search space or with another budget per
+trial is never judged against it.
 """
 import os
+import re
 
 import keras
 
@@ -16,6 +21,85 @@ from solvers.networks.base7 import base7, layer_names
 
 COLUMNS = ("label", "bits", "size_bits", "val_loss", "val_psnr", "val_score", "epochs",
            "best_epoch")
+DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images")  # run.yaml's `data`
+# What must be equal for a run to be compared with a set (and for a set to be rebuilt in its
+# folder), in the order a difference is named. The budget is the one of a search trial.
+MATCH_KEYS = ("data", "scale", "seed", "quantizers", "budget", "learning_rate")
+BUDGET_KEYS = ("epochs", "steps_per_epoch", "batch_size", "patch_size")
+DEFAULTS = {"seed": 1, "scale": 3, "learning_rate": 1e-3,  # autoq.py's defaults
+            "config": "quantization_config.yaml"}
+
+
+def quantizer_maps(space):
+    """The search space's quantizers, {kind: {quantizer string: bits}}, as run.yaml and
+    baselines.yaml record them (the limit only narrows a search, not the baselines)."""
+    return {kind: dict(getattr(space, kind)) for kind in ("kernel", "bias", "activation")}
+
+
+def set_settings(data, scale, seed, learning_rate, epochs, profile, space):
+    """What defines a baseline set (MATCH_KEYS), for baselines.yaml: `data` holds DATA_KEYS
+    (load_pairs' options, as in run.yaml), `epochs` those each baseline is trained for, the rest of
+    the budget comes from the profile."""
+    return {"data": {k: data.get(k) for k in DATA_KEYS}, "scale": scale, "seed": seed,
+            "quantizers": quantizer_maps(space),
+            "budget": {"epochs": epochs, **{k: getattr(profile, k) for k in BUDGET_KEYS[1:]}},
+            "learning_rate": learning_rate}
+
+
+def run_settings_key(run):
+    """The same settings for a search, from its run.yaml (a dict): its trials' budget (epochs per
+    trial, steps, batch, patch) is the one its baselines must have been trained with. quantizers
+    is None for runs from before run.yaml recorded them: such a run matches no set."""
+    budget = run.get("settings") or {}
+    return {"data": run.get("data"), "scale": run.get("scale"), "seed": run.get("seed"),
+            "quantizers": run.get("quantizers"),
+            "budget": {k: budget.get(k) for k in BUDGET_KEYS},
+            "learning_rate": run.get("learning_rate")}
+
+
+def differences(saved, wanted, keys=MATCH_KEYS, prefix=""):
+    """[(dotted key, saved value, wanted value)] of the settings that differ, in `keys` order,
+    looking inside mappings so that a key names e.g. budget.epochs or data.data; [] for a match."""
+    found = []
+    for key in keys:
+        old, new = (saved or {}).get(key), (wanted or {}).get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += differences(old, new, list(dict.fromkeys([*old, *new])), f"{prefix}{key}.")
+        else:
+            found.append((f"{prefix}{key}", old, new))
+    return found
+
+
+def default_name(profile_name, profile, settings, config=DEFAULTS["config"]):
+    """The folder under results/baselines/ when --run names none. The default set keeps the
+    profile's name (results/baselines/quick); otherwise each setting that differs from its default
+    is added, in this order: the data (its folder's name or div2k, then lr-<LR folder's name>,
+    train<n>, val<n>), seed<n> (default 1), x<scale> (3), the config file's stem (default
+    quantization_config.yaml), e<epochs>, steps<n>, batch<n>, patch<n> (the profile's), lr<rate>
+    (0.001); e.g. quick_div2k_seed2_x4 or paper_photos_e8. So sets with different settings get
+    different folders, except two data folders with one name or an edited config file: their
+    baselines.yaml then refuses the second set (make baselines RUN=name gives it a folder)."""
+    def tag(path):
+        return re.sub(r"[^A-Za-z0-9.+-]+", "-", os.path.basename(os.path.normpath(str(path))))
+    data, budget = settings["data"], settings["budget"]
+    parts = [profile_name]
+    if data.get("data"):
+        parts.append(tag(data["data"]))
+    if data.get("lr_data"):
+        parts.append("lr-" + tag(data["lr_data"]))
+    parts += [f"{word}{data[k]}" for word, k in (("train", "train_images"), ("val", "val_images"))
+              if data.get(k)]
+    parts += [f"{word}{settings[k]}" for word, k in (("seed", "seed"), ("x", "scale"))
+              if settings[k] != DEFAULTS[k]]
+    if os.path.basename(str(config)) != DEFAULTS["config"]:
+        parts.append(tag(os.path.splitext(os.path.basename(str(config)))[0]))
+    parts += [f"{word}{budget[k]}" for word, k in zip(("e", "steps", "batch", "patch"), BUDGET_KEYS)
+              if budget[k] != getattr(profile, k)]
+    if settings["learning_rate"] != DEFAULTS["learning_rate"]:
+        parts.append(f"lr{settings['learning_rate']:g}")
+    return "_".join(parts)
 
 
 def uniform_quantizers(space, bits, m=4):
