@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from solvers import files, train
+from solvers import files, run_folder, train
 from solvers.data import pipeline, sources
 from solvers.report import records, report_md
 from solvers.search import baselines, distributed, retrain, tuners
@@ -105,87 +105,6 @@ def run_settings(args, run_name, profile, space, choices):
     }
 
 
-# What must not change between a run and its continuation (versions and paths may).
-RESUME_KEYS = ("algo", "profile", "settings", "seed", "scale", "learning_rate", "float_model",
-               "data", "objective", "search_space")
-
-
-def first_difference(saved, now, keys):
-    """(dotted key, saved value, new value) of the first of `keys` whose values differ, looking
-    inside mappings so that the message names e.g. settings.epochs; None when all are equal."""
-    for key in keys:
-        old, new = saved.get(key), now.get(key)
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            inner = first_difference(old, new, list(dict.fromkeys([*old, *new])))
-            return (f"{key}.{inner[0]}", *inner[1:]) if inner else None
-        return key, old, new
-    return None
-
-
-def _read_yaml(path):
-    try:
-        with open(path) as f:
-            saved = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
-    return saved if isinstance(saved, dict) else {}
-
-
-def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
-    """Makes results/<RUN> ready: continues an earlier run with the same settings, refuses one
-    with different settings (one line naming the first difference), or with `fresh` moves the
-    old run and its TensorBoard logs aside (never deleting them). Writes run.yaml."""
-    path = os.path.join(run_dir, "run.yaml")
-    if fresh and os.path.exists(run_dir):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for folder in (run_dir, tb_dir):
-            if os.path.exists(folder):
-                os.replace(folder, f"{folder}.old-{stamp}")
-                print(f"FRESH=1: moved {folder} to {folder}.old-{stamp}")
-    elif os.path.exists(path):
-        diff = first_difference(_read_yaml(path), settings, RESUME_KEYS)
-        if diff:
-            key, old, new = diff
-            raise ConfigError(
-                f"{path}: this run was started with {key} = {_short(old)}, now {_short(new)}; "
-                "use another RUN, or FRESH=1 to start over")
-        print(f"continuing the run in {run_dir} (FRESH=1 starts over)")
-    os.makedirs(run_dir, exist_ok=True)
-    files.write_yaml(path, settings)
-
-
-CHIEF_WAIT = 600  # seconds a worker waits for the chief's run.yaml
-
-
-def check_worker_settings(run_dir, settings, wait=CHIEF_WAIT):
-    """A worker's settings must be the chief's (run.yaml, which the chief writes before serving
-    its oracle): a worker with other EPOCHS or DATA would feed the search incomparable trials.
-    Waits for run.yaml (a worker may start before its chief); ConfigError naming the first
-    difference, or when no run.yaml appears."""
-    path = os.path.join(run_dir, "run.yaml")
-    deadline = time.monotonic() + wait
-    if not os.path.exists(path):
-        print(f"waiting for the chief's {path}", flush=True)
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise ConfigError(f"{path}: not written by a chief within {wait} s; start `make "
-                              "chief` first, with the same RUN and results folder")
-        time.sleep(1)
-    diff = first_difference(_read_yaml(path), settings, RESUME_KEYS)
-    if diff:
-        key, old, new = diff
-        raise ConfigError(f"{path}: the chief runs this search with {key} = {_short(old)}, this "
-                          f"worker was started with {_short(new)}; start the worker with the "
-                          "chief's variables")
-
-
-def _short(value, limit=80):
-    text = str(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _fit_fn(objective, patience=0):
     """train.fit for the trials, stopping a trial whose val_score has not improved for
     `patience` epochs (0: never)."""
@@ -214,9 +133,9 @@ def search_and_retrain(args):
     if args.role:  # Keras Tuner's distributed mode reads its role from the environment
         os.environ.update(distributed.tuner_env(args.role, args.oracle, args.worker_id))
     if worker:
-        check_worker_settings(run_dir, settings)  # the chief owns run.yaml and the outputs
+        run_folder.check_worker_settings(run_dir, settings)  # the chief owns run.yaml and the outputs
     else:
-        prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
+        run_folder.prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
     keras.utils.set_random_seed(args.seed)
 
     bits_of = {**space.kernel, **space.bias, **space.activation}
@@ -275,11 +194,13 @@ def uniform_baselines(args):
     out_dir = os.path.join(args.results_dir, "baselines", name)
     yaml_path, csv_path = (os.path.join(out_dir, f) for f in ("baselines.yaml", "baselines.csv"))
     if os.path.exists(yaml_path):
-        diff = baselines.differences(_read_yaml(yaml_path), yaml.safe_load(yaml.safe_dump(wanted)))
+        diff = baselines.differences(run_folder.read_yaml(yaml_path),
+                                     yaml.safe_load(yaml.safe_dump(wanted)))
         if diff:
             key, old, new = diff[0]
             raise ConfigError(f"{yaml_path}: these baselines were trained with {key} = "
-                              f"{_short(old)}, now {_short(new)}; use another RUN=name")
+                              f"{run_folder.short(old)}, now {run_folder.short(new)}; use another "
+                              "RUN=name")
     train_ds, val_ds = _datasets(args, profile)
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(csv_path) and not os.path.exists(yaml_path):  # from before baselines.yaml

@@ -4,7 +4,7 @@ import yaml
 
 from solvers.config import ConfigError
 from conftest import run_autoq, write_images
-from solvers.run import check_worker_settings, first_difference, prepare_run_dir
+from solvers.run_folder import check_worker_settings, first_difference, prepare_run_dir
 
 SETTINGS = {"run": "r", "algo": "random", "profile": "quick",
             "settings": {"trials": 2, "epochs": 1}, "seed": 1, "scale": 3, "learning_rate": 0.001,

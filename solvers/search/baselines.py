@@ -14,7 +14,7 @@ import re
 
 import keras
 
-from solvers import files, train
+from solvers import files, run_folder, train
 from solvers.search import cost
 from solvers.config import ConfigError
 from solvers.networks.base7 import base7, layer_names
@@ -57,19 +57,9 @@ def run_settings_key(run):
             "learning_rate": run.get("learning_rate")}
 
 
-def differences(saved, wanted, keys=MATCH_KEYS, prefix=""):
-    """[(dotted key, saved value, wanted value)] of the settings that differ, in `keys` order,
-    looking inside mappings so that a key names e.g. budget.epochs or data.data; [] for a match."""
-    found = []
-    for key in keys:
-        old, new = (saved or {}).get(key), (wanted or {}).get(key)
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            found += differences(old, new, list(dict.fromkeys([*old, *new])), f"{prefix}{key}.")
-        else:
-            found.append((f"{prefix}{key}", old, new))
-    return found
+def differences(saved, wanted, keys=MATCH_KEYS):
+    """run_folder.differences over MATCH_KEYS: [] when a set matches."""
+    return run_folder.differences(saved, wanted, keys)
 
 
 def default_name(profile_name, profile, settings, config=DEFAULTS["config"]):
