@@ -51,7 +51,7 @@ help:
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
 	@echo "make baselines [BASELINE_EPOCHS=n]      uniform 2..8-bit and float32 models, as one trial"
 	@echo "make eval MODEL=path EVAL_DATA=folder    PSNR/SSIM vs bicubic, per image (SCALE LR_DATA FLOAT_MODEL EVAL_OUT SAVE_IMAGES=1)"
-	@echo "make report RUN=name                    report.md + plots of a run (Pareto front, bits, SR crops; TensorBoard)"
+	@echo "make report RUN=name [BASELINES=csv]    report.md + plots of a run, judged against matching uniform baselines"
 	@echo "make compare RUNS=\"a b\"                 Pareto fronts of several runs: results/compare/"
 	@echo "make div2k [DIV2K_ROOT=data/DIV2K]      download DIV2K (x3) from its official site"
 	@echo "make test                               run the test suite"
@@ -120,10 +120,10 @@ eval: $(STAMP)
 	@if [ -z "$(EVAL_DATA)" ]; then echo "error: make eval needs EVAL_DATA=folder" >&2; exit 2; fi
 	$(PY) -m solvers.evaluate $(EVAL_OPTS)
 
-# Results to look at (solvers/report/report_md.py): report.md and PNGs in results/<RUN>/, the same images in
-# TensorBoard under tb_logs/<RUN>/report; compare: results/compare/compare.md and compare.png.
-# report: the baselines are a set of results/baselines/*/ matching the run (BASELINES=path/baselines.csv
-# forces one; the verdict then names any difference).
+# Results to look at (solvers/report/report_md.py): report.md and PNGs in results/<RUN>/, the same
+# images in TensorBoard under tb_logs/<RUN>/report; compare: results/compare/compare.md and .png.
+# report: the baselines are a set of results/baselines/*/ matching the run
+# (BASELINES=path/baselines.csv forces one; the verdict then names any difference).
 RUNS ?=
 BASELINES ?=
 .PHONY: report compare
