@@ -10,6 +10,7 @@ User errors print one line `error: ...` and exit 2, before anything in results/<
 """
 import argparse
 import errno
+import os
 import sys
 
 OUTPUT_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST)
@@ -99,10 +100,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)  # before importing TensorFlow, so option errors come at once
     if args.workers:
+        from solvers.run_folder import run_name
         from solvers.search import distributed
         argv = sys.argv[1:] if argv is None else list(argv)
         argv = _without(_without(argv, "--workers"), "--oracle")
-        return distributed.launch(__file__, argv, args.workers, args.oracle)
+        trials_csv = os.path.join(args.results_dir, run_name(args), "trials.csv")
+        return distributed.launch(__file__, argv, args.workers, args.oracle, trials_csv)
     from solvers.config import ConfigError
     from solvers.search.tuners import SearchStopped
     try:

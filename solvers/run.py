@@ -125,7 +125,7 @@ def search_and_retrain(args):
     choices = search_choices(space, conv_names, act_names, args.config)
     float_weights = load_float_weights(args.float_model, args.scale) if args.float_model else None
     train_ds, val_ds = _datasets(args, profile)
-    run_name = args.run or args.algo + ("_pretrained" if args.float_model else "")
+    run_name = run_folder.run_name(args)
     run_dir = os.path.join(args.results_dir, run_name)
     tb_dir = os.path.join(args.tb_dir, run_name)
     settings = run_settings(args, run_name, profile, space, choices)

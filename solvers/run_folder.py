@@ -9,6 +9,11 @@ import yaml
 from solvers import files
 from solvers.config import ConfigError
 
+def run_name(args):
+    """The run's name: --run, else the algorithm (+ _pretrained when starting from a float model)."""
+    return args.run or args.algo + ("_pretrained" if args.float_model else "")
+
+
 # What must not change between a run and its continuation (versions and paths may).
 RESUME_KEYS = ("algo", "profile", "settings", "seed", "scale", "learning_rate", "float_model",
                "data", "objective", "search_space")

@@ -10,7 +10,10 @@ import time
 import pytest
 
 from conftest import REPO, write_images
-from solvers.search.distributed import core_shares, free_port, tuner_env
+import autoq
+from solvers.run_folder import run_name
+from solvers.search.distributed import (MAX_RESTARTS, core_shares, free_port,
+                                        tuner_env)
 
 TINY = ["--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8",
         "--batch-size", "4"]
@@ -21,13 +24,57 @@ def images(tmp_path_factory):
     return write_images(tmp_path_factory.mktemp("data") / "hr", count=3)
 
 
-def _launch(tmp_path, images, trials):
+def _launch(tmp_path, images, trials, env=None):
     log = open(tmp_path / "launcher.log", "w")
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "autoq.py"), *TINY, "--trials", str(trials), "--workers", "2",
          "--data", str(images), "--results-dir", str(tmp_path / "results"),
-         "--tb-dir", str(tmp_path / "tb")], stdout=log, stderr=subprocess.STDOUT)
+         "--tb-dir", str(tmp_path / "tb")], stdout=log, stderr=subprocess.STDOUT, env=env)
     return proc, tmp_path / "launcher.log"
+
+
+def _dying(tmp_path, who):
+    """The launcher's environment, in which every process whose KERASTUNER_TUNER_ID starts with
+    `who` exits with code 3 at start-up: a sitecustomize on PYTHONPATH, which the children
+    inherit, so no production code knows about it."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        "import os\n"
+        f"if os.environ.get('KERASTUNER_TUNER_ID', '').startswith({who!r}):\n"
+        "    os._exit(3)\n")
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _pids(output):
+    """Every process the launcher started, by the `chief started (pid N)` lines."""
+    return [int(pid) for pid in
+            re.findall(r"^(?:chief|tuner\d+) started \(pid (\d+)\)", output, re.M)]
+
+
+def _running(pid):
+    """Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_then_clean_up(proc, log, timeout):
+    """The launcher's exit code; fails if it has not ended within `timeout` s, after taking it
+    and its processes down (SIGINT: the launcher terminates its children; then SIGKILL)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=70)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for pid in filter(_running, _pids(log.read_text())):
+            os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the launcher still ran after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def _rows(tmp_path):
@@ -62,6 +109,39 @@ def test_a_killed_worker_is_restarted_and_the_search_completes(tmp_path, images)
     rows = _rows(tmp_path)
     assert len(rows) == 5 and len({r["trial_id"] for r in rows}) == 5
     assert all(r["status"] == "COMPLETED" for r in rows), match.group(0)
+
+
+def test_a_worker_that_keeps_dying_stops_the_search(tmp_path, images):
+    proc, log = _launch(tmp_path, images, trials=4, env=_dying(tmp_path, "tuner"))
+    code = _wait_then_clean_up(proc, log, timeout=120)
+    output = log.read_text()
+    assert code == 1, output[-3000:]
+    # The injection works: the workers died, and were restarted until one had died too often.
+    assert len(re.findall(r"tuner[01] died \(exit 3\); restarting it", output)) >= MAX_RESTARTS
+    errors = [line for line in output.splitlines() if line.startswith("error: tuner")]
+    assert len(errors) == 1, output[-3000:]
+    assert re.match(rf"error: tuner[01] died {MAX_RESTARTS + 1} times \(exit code 3 the last "
+                    r"time\); the search is stopped", errors[0]), errors
+    pids = _pids(output)
+    assert re.search(r"^chief started", output, re.M) and len(pids) > MAX_RESTARTS + 2, pids
+    assert not [pid for pid in pids if _running(pid)], output[-3000:]
+
+
+def test_the_chief_dying_stops_the_workers_at_once(tmp_path, images):
+    # The workers would wait 10 minutes for the chief's run.yaml: they are terminated instead.
+    proc, log = _launch(tmp_path, images, trials=4, env=_dying(tmp_path, "chief"))
+    code = _wait_then_clean_up(proc, log, timeout=45)
+    output = log.read_text()
+    assert code == 3, output[-3000:]
+    assert "error: tuner" not in output and "restarting" not in output, output[-3000:]
+    pids = _pids(output)
+    assert len(pids) == 3 and not [pid for pid in pids if _running(pid)], output[-3000:]
+
+
+def test_the_run_name_names_trials_csv():
+    args = autoq.parse_args(["--algo", "bayesian", "--float-model", "f.keras"])
+    assert run_name(args) == "bayesian_pretrained"
+    assert run_name(autoq.parse_args(["--run", "mine"])) == "mine"
 
 
 def test_helpers():

@@ -5,7 +5,9 @@ Keras Tuner's own protocol: a chief process holds the oracle behind gRPC
 trials. `launch` starts the chief and N workers on this machine, each worker pinned to its share of
 the CPU cores (CUDA_VISIBLE_DEVICES to one GPU each where there are several), prefixes their output,
 restarts a worker that dies (the oracle hands it back the trial it held, which so runs again), and
-returns when the chief, which retrains the winner and writes the report, has finished.
+returns when the chief, which retrains the winner and writes the report, has finished. A worker
+that dies once more after MAX_RESTARTS restarts stops the whole search (the chief would wait for its
+trial forever), and so does the chief dying.
 """
 import os
 import signal
@@ -71,8 +73,9 @@ def _gpus():
     return [i for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
 
 
-def launch(script, argv, workers, oracle=None):
-    """Runs `script argv` as a chief and `workers` workers; returns the chief's exit status."""
+def launch(script, argv, workers, oracle=None, trials_csv=None):
+    """Runs `script argv` as a chief and `workers` workers; returns the chief's exit status, or 1
+    if a worker kept dying and the search was stopped (`trials_csv`: the run's, for that message)."""
     oracle = oracle or f"127.0.0.1:{free_port()}"
     print(f"distributed search: chief oracle at {oracle}, {workers} workers", flush=True)
     gpus = _gpus()
@@ -87,24 +90,39 @@ def launch(script, argv, workers, oracle=None):
 
     procs = {k: start_worker(k) for k in range(workers)}
     restarts = dict.fromkeys(procs, 0)
+    stopped = False  # a worker used up its restarts: we end the search, the chief would not
     try:
-        while chief.poll() is None:
+        while not stopped and chief.poll() is None:
             for k, proc in procs.items():
                 code = proc.poll()
-                if code not in (None, 0) and restarts[k] < MAX_RESTARTS:
-                    restarts[k] += 1
-                    print(f"tuner{k} died (exit {code}); restarting it, its trial runs again",
-                          flush=True)
-                    procs[k] = start_worker(k)
+                if code in (None, 0):
+                    continue
+                if restarts[k] == MAX_RESTARTS:
+                    # The oracle keeps this worker's trial assigned to it, so the chief would wait
+                    # for it forever: one line saying why, then everyone is taken down below.
+                    csv = trials_csv if trials_csv and os.path.isfile(trials_csv) else None
+                    print(f"error: tuner{k} died {restarts[k] + 1} times (exit code {code} the "
+                          "last time); the search is stopped"
+                          + (f"; the trials finished so far: {csv}" if csv else ""),
+                          file=sys.stderr, flush=True)
+                    stopped = True
+                    break
+                restarts[k] += 1
+                print(f"tuner{k} died (exit {code}); restarting it, its trial runs again",
+                      flush=True)
+                procs[k] = start_worker(k)
             time.sleep(0.5)
     finally:
-        for proc in [chief, *procs.values()]:
-            if proc.poll() is None and chief.returncode is None:
-                proc.send_signal(signal.SIGTERM)  # interrupted launcher: take everyone down
+        # Unless the chief finished normally (its workers then end by themselves): stopped,
+        # interrupted, or the chief died, whose workers can only fail. Everyone goes down now.
+        if chief.returncode != 0:
+            for proc in [chief, *procs.values()]:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
     for proc in [chief, *procs.values()]:
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
         proc.pump.join(timeout=10)  # the last lines reach the terminal before we return
-    return chief.returncode
+    return 1 if stopped else chief.returncode
