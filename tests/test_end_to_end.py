@@ -9,10 +9,15 @@ from PIL import Image
 
 from conftest import run_autoq, write_images
 from solvers.search import cost
+from solvers.networks.base7 import base7, hp_name, layer_names, quantizers_from_hp
 from solvers.report.records import load_best_config
 
 TINY = ["--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8",
         "--batch-size", "4"]
+CONVS, ACTS = layer_names()
+# The 20 searched quantizers: conv_i_kernel, conv_i_bias (i = 0..6), act_i_activation (i = 0..5).
+HP_NAMES = [hp_name(c, k) for c in CONVS for k in ("kernel", "bias")] + \
+    [hp_name(a, "activation") for a in ACTS]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +31,18 @@ def _search(tmp_path, images, *args):
                        "--tb-dir", tmp_path / "tb", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def _quantizer_configs(model):
+    """{hyperparameter name: qkeras config of that quantizer} of a quantized base7's 20 quantizers."""
+    configs = {}
+    for c in CONVS:
+        layer = model.get_layer(c)
+        configs[hp_name(c, "kernel")] = layer.kernel_quantizer_internal.get_config()
+        configs[hp_name(c, "bias")] = layer.bias_quantizer_internal.get_config()
+    configs.update({hp_name(a, "activation"): model.get_layer(a).activation.get_config()
+                    for a in ACTS})
+    return configs
 
 
 def _tensorboard_text(folder):
@@ -59,19 +76,28 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source):
 
     rows = list(csv.DictReader(open(run_dir / "trials.csv")))
     assert [r["status"] for r in rows] == ["COMPLETED"] * 2
-    assert len({r["conv_0_kernel"] + r["act_5_activation"] + r["conv_6_bias"] for r in rows}) >= 1
+    # The two trials sampled different configurations (2 draws from 7^20, seeded: deterministic),
+    # so picking the wrong one as the winner below cannot go unnoticed.
+    assert len(HP_NAMES) == 20 and set(rows[0]) >= set(HP_NAMES)
+    assert len({tuple(r[h] for h in HP_NAMES) for r in rows}) == 2
     for row in rows:
         assert float(row["size_bits"]) > 0 and float(row["val_psnr"]) > 0
         assert set(row) >= {"val_loss", "val_score", "conv_6_bias", "act_5_activation"}
     best = min(rows, key=lambda r: float(r["val_score"]))
 
-    # best_config.yaml rebuilds the model with the winning quantizers and the same size.
+    # best_config.yaml holds every quantizer of the trial with the lowest val_score, and rebuilds
+    # the model with them and the same size.
     config = yaml.safe_load(open(run_dir / "best_config.yaml"))
-    assert config["quantizers"]["conv_0"]["kernel"] == best["conv_0_kernel"]
+    assert {hp_name(layer, kind): quantizer for layer, kinds in config["quantizers"].items()
+            for kind, quantizer in kinds.items()} == {h: best[h] for h in HP_NAMES}
     rebuilt = load_best_config(run_dir / "best_config.yaml")
     assert cost.size_bits(rebuilt) == int(float(best["size_bits"]))
     saved = keras.models.load_model(run_dir / "best_model_retrained.keras")
     assert cost.size_bits(saved) == cost.size_bits(rebuilt)
+    # The retrained model's 20 quantizers are the winner's, layer by layer (as qkeras configs of a
+    # base7 built from the trials.csv row).
+    expected = base7(3, quantizers=quantizers_from_hp(best))
+    assert _quantizer_configs(saved) == _quantizer_configs(expected)
     assert saved.predict(np.zeros((1, 5, 6, 3), "float32"), verbose=0).shape == (1, 15, 18, 3)
 
     # TensorBoard: one folder per trial with HParams, one for the retrain.
@@ -126,12 +152,49 @@ def test_uniform_baselines_write_one_row_per_width_and_float(tmp_path, images):
 
 
 def test_bayesian_search_is_guided_after_a_third_of_its_trials(tmp_path):
-    from solvers import train
+    """make_tuner("bayesian")'s oracle over 9 trials, scored without training: the first third is
+    drawn at random, then the Gaussian process, refitted on every finished trial, proposes the rest.
+
+    Three quantizers of the search space (kernel, bias, activation: 2..8 bits each, 343
+    combinations), a trial's score its total bits: the optimum, 2 bits everywhere, is obvious.
+    With Keras Tuner's default num_initial_points (3 per hyperparameter: 9 here, 60 for base7's 20)
+    every trial would be random and no Gaussian process would be fitted.
+    """
+    import warnings
+
+    import keras_tuner as kt
     from solvers.search import tuners
-    from solvers.config import load_search_space, search_choices
-    from solvers.networks.base7 import MyHyperModel, layer_names
-    conv, act = layer_names()
-    choices = search_choices(load_search_space("quantization_config.yaml"), conv, act)
-    hypermodel = MyHyperModel(choices, train.compile_model, train.fit)
-    tuner = tuners.make_tuner("bayesian", hypermodel, {}, 9, 1, 1, str(tmp_path))
-    assert tuner.oracle.num_initial_points == 3 and tuner.oracle.max_trials == 9
+    from solvers.config import load_search_space
+    space = load_search_space("quantization_config.yaml")
+    kinds = {"conv_0_kernel": space.kernel, "conv_0_bias": space.bias,
+             "act_0_activation": space.activation}
+    bits_of = {**space.kernel, **space.bias, **space.activation}
+
+    class ThreeQuantizers(kt.HyperModel):
+        def build(self, hp):
+            for name, choices in kinds.items():
+                hp.Choice(name, list(choices))
+            return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])  # never trained
+
+    tuner = tuners.make_tuner("bayesian", ThreeQuantizers(), bits_of, 9, 1, 1, str(tmp_path))
+    oracle = tuner.oracle
+    fitted_on = []  # the number of finished trials of each Gaussian-process fit
+    fit = oracle.gpr.fit
+    oracle.gpr.fit = lambda x, y: (fitted_on.append(len(y)), fit(x, y))[1]
+    proposed_by, scores = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's length-scale convergence warnings
+        for _ in range(9):
+            fits = len(fitted_on)
+            trial = oracle.create_trial("tuner0")
+            proposed_by.append("gp" if len(fitted_on) > fits else "random")
+            scores.append(sum(bits_of[trial.hyperparameters.get(name)] for name in kinds))
+            oracle.update_trial(trial.trial_id, {"val_score": scores[-1]})
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
+    assert oracle.create_trial("tuner0").status == "STOPPED"  # max_trials 9
+    assert proposed_by == ["random"] * 3 + ["gp"] * 6, (proposed_by, scores)
+    assert fitted_on == [3, 4, 5, 6, 7, 8]  # refitted on every finished trial
+    # Guided, the proposals improve on the random ones and reach the optimum (6 bits in all),
+    # which each random draw hits with probability 1/343.
+    assert min(scores[3:]) == 3 * 2 and np.mean(scores[3:]) < np.mean(scores[:3]), scores

@@ -5,7 +5,8 @@
 pipeline vs in-memory tensors, whole-image inference, and the per-trial overhead of a tiny search.
 Things compared are timed in turn (A B A B ...), after a warm-up call each, so drift and noise
 from other jobs on a shared machine hit both sides alike; only ratios are meant to be compared
-across runs. Writes <out>/bench.json (raw seconds as min/median/max over repeats, and ratios).
+across runs. Writes <out>/bench.json: per section the seconds as min/median/max over repeats,
+the ratios, and the raw timings they come from ("raw", "per_call"; the search's runs call by call).
 """
 import argparse
 import functools
@@ -64,10 +65,13 @@ def alternate(fns, repeats):
 
 
 def section(times, per=1, ratios=()):
-    """{"seconds": {name: stats of time/per}, "ratios": {"a/b": median a / median b}}."""
+    """{"seconds": {name: stats of time/per}, "ratios": {"a/b": median a / median b}}, with the
+    raw material: "raw" {name: [seconds of each timed call]} and "per_call" (the steps one call
+    runs), so that every statistic and ratio can be checked against the timings it comes from."""
     seconds = {name: stats([t / per for t in ts]) for name, ts in times.items()}
     return {"seconds": seconds, "ratios": {f"{a}/{b}": seconds[a]["median"] / seconds[b]["median"]
-                                           for a, b in ratios}}
+                                           for a, b in ratios},
+            "raw": {name: list(ts) for name, ts in times.items()}, "per_call": per}
 
 
 def fixed_quantizers(config="quantization_config.yaml"):
@@ -184,7 +188,12 @@ def bench_search(cfg, train_pairs, val_pairs, repeats, quick_step):
     per_run = [overhead_parts(wall, timer, trials, quick_step["median"],
                               quick.epochs * quick.steps_per_epoch) for wall, timer in runs]
     parts = {name: [run[name] for run in per_run] for name in per_run[0]}
-    result = {"seconds": {name: stats(values) for name, values in parts.items()}}
+    # raw: each part per run; runs: what each run measured (wall, validation, every train call
+    # as [seconds, steps, first call of its fit?]), from which the parts follow.
+    result = {"seconds": {name: stats(values) for name, values in parts.items()},
+              "raw": parts, "per_call": 1,
+              "runs": [{"wall": wall, "validation": timer.validation,
+                        "calls": [list(call) for call in timer.calls]} for wall, timer in runs]}
     sec = result["seconds"]
     result["ratios"] = {f"{k}/quick_trial_training": sec[k]["median"] / sec["quick_trial_training"][
         "median"] for k in parts if k.startswith("overhead")}
