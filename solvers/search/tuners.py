@@ -117,8 +117,7 @@ class _Progress:
         left = max(0, self.total_trials() - self._highest)  # not started yet
         eta = elapsed / self._done_now * left
         if trial.status in ("INVALID", "FAILED"):
-            lines = (trial.message or "").strip().splitlines()
-            score = f"FAILED ({lines[-1] if lines else 'no reason given'})"
+            score = f"FAILED ({last_line(trial)})"
         else:
             # On a worker the chief scores the trial: ask the oracle (a gRPC call there).
             score = self.oracle.get_trial(trial.trial_id).score
