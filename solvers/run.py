@@ -11,7 +11,7 @@ import yaml
 
 from solvers import files, run_folder, train
 from solvers.data import pipeline, sources
-from solvers.report import records, report_md
+from solvers.report import pareto, records, report_md
 from solvers.search import baselines, distributed, retrain, tuners
 from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
 from solvers.networks.base7 import MyHyperModel, base7, layer_names
@@ -168,7 +168,8 @@ def search_and_retrain(args):
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale)
     best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))
     files.write_yaml(os.path.join(run_dir, "summary.yaml"), records.summary_record(
-        best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after))
+        best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after,
+        space.objective.goal))
     print("\n" + records.summary(best, values, before, after))
     report_path = report_md.make_report(run_dir, tb_dir=tb_dir)  # baselines: a matching set
     print(f"report: {report_path}")
@@ -212,9 +213,12 @@ def uniform_baselines(args):
     rows = baselines.run_baselines(space, train_ds, val_ds, epochs, profile.steps_per_epoch,
                                    args.scale, args.learning_rate, args.seed, out_dir,
                                    os.path.join(args.tb_dir, f"baselines_{name}"))
-    print(f"\n{'baseline':<16}{'size KiB':>10}{'val PSNR':>10}{'val_score':>11}")
+    goal = space.objective.goal.type
+    print(f"\n{'baseline':<16}{'size KiB':>10}{'goal: ' + goal:>16}{'val PSNR':>10}"
+          f"{'val_score':>11}")
     for row in rows:
-        print(f"{row['label']:<16}{row['size_bits'] / 8192:>10.2f}{row['val_psnr']:>10.2f}"
-              f"{row['val_score']:>11.4f}")
+        print(f"{row['label']:<16}{row['size_bits'] / 8192:>10.2f}"
+              f"{pareto.in_units(row['cost'], pareto.GOAL_COLUMNS[goal]):>16}"
+              f"{row['val_psnr']:>10.2f}{row['val_score']:>11.4f}")
     print(f"outputs: {out_dir}/baselines.csv and baselines.yaml")
     return 0

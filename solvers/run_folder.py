@@ -24,7 +24,8 @@ def differences(saved, wanted, keys, prefix=""):
     looking inside mappings so that a key names e.g. settings.epochs or data.data; [] if equal."""
     found = []
     for key in keys:
-        old, new = (saved or {}).get(key), (wanted or {}).get(key)
+        # A tuple (goal.input_hw) reads back from YAML as a list: the same setting.
+        old, new = (_plain((saved or {}).get(key)), _plain((wanted or {}).get(key)))
         if old == new:
             continue
         if isinstance(old, dict) and isinstance(new, dict):
@@ -32,6 +33,10 @@ def differences(saved, wanted, keys, prefix=""):
         else:
             found.append((f"{prefix}{key}", old, new))
     return found
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def first_difference(saved, wanted, keys):

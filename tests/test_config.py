@@ -57,6 +57,13 @@ def test_shipped_config_has_bits_2_to_8_everywhere():
     (minimal("objective: {rate: 1}\n"), ["rate must be > 1"]),
     (minimal("objective: {delta_n: 60}\n"), ["delta_n 60 is too large"]),
     (minimal("objective: {ref_bits: 0}\n"), ["objective: ref_bits: 0"]),
+    (minimal("goal: {type: latency}\n"), ["goal: type: 'latency' is not one of bits, bops, energy"]),
+    (minimal("goal: energy\n"), ["goal: expected a mapping such as {type: energy}"]),
+    (minimal("goal: {type: energy, memory: sram}\n"), ["goal: unknown key 'memory'", "parameters_on_memory"]),
+    (minimal("goal: {parameters_on_memory: hbm}\n"), ["goal: parameters_on_memory: 'hbm' is not one of sram, dram, fixed"]),
+    (minimal("goal: {input_hw: [64]}\n"), ["goal: input_hw: [64] is not [height, width]"]),
+    (minimal("goal: {input_bits: 0}\n"), ["goal: input_bits: 0 is not an integer from 1 to 32"]),
+    (minimal("goal: {rd_wr_on_io: maybe}\n"), ["goal: rd_wr_on_io: 'maybe' is not true or false"]),
 ])
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, parts):
     path = write(tmp_path, text)
@@ -66,6 +73,14 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, parts):
     assert message.startswith(str(path)) and "\n" not in message
     for part in parts:
         assert part in message
+
+
+def test_goal_section_sets_the_cost_model(tmp_path):
+    text = minimal("goal: {type: energy, input_hw: 32, parameters_on_memory: dram}\n")
+    goal = load_search_space(write(tmp_path, text), CONV + ACT).objective.goal
+    assert (goal.type, goal.input_hw, goal.parameters_on_memory) == ("energy", (32, 32), "dram")
+    assert goal.activations_on_memory == "sram"  # unset keys keep their defaults
+    assert load_search_space(write(tmp_path, minimal()), CONV + ACT).objective.goal.type == "bits"
 
 
 def test_missing_file_is_a_config_error(tmp_path):

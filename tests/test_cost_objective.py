@@ -36,6 +36,11 @@ def test_uniform_quantized_base7_size_equals_uniform_reference():
     assert cost.size_bits(base7()) == 42539 * 32
 
 
+def test_a_model_far_costlier_than_the_reference_scores_worst_not_negative():
+    p = ObjectiveParams(delta_n=60)  # 1 + delta = 1 - 2 halvings * 0.6 < 0
+    assert blended_score(1.0, 4000, 1000, p) == math.inf
+
+
 def test_score_against_its_formula():
     p = ObjectiveParams(delta_p=10, delta_n=5, rate=2, stress=1, ref_bits=8)
     # a quarter of the reference size: i = 2 halvings, delta = 2 * 10 % = 0.2
@@ -71,8 +76,12 @@ def test_fit_logs_size_and_score_every_epoch():
     history = train.fit(model, ds, val, epochs=2, steps_per_epoch=2, verbose=0)
     logs = history.history
     assert logs["size_bits"] == [42539 * 32.0] * 2
+    # The default goal is bits: the score weighs them against the same net at 8 bits.
+    bits, reference = cost.bits(model), cost.bits(cost.reference_model(model, 8))
+    assert logs["bits"] == logs["cost"] == [bits] * 2 and reference < bits
+    assert logs["bops"] == [cost.bops(model)] * 2 and len(logs["energy_pj"]) == 2
     for loss, score in zip(logs["val_loss"], logs["val_score"]):
-        assert score == pytest.approx(loss / (1 + math.log(8 / 32, 2) * 0.08))
+        assert score == pytest.approx(loss / (1 + math.log(reference / bits, 2) * 0.08))
     assert len(logs["val_psnr"]) == 2 and all(0 < v < 60 for v in logs["val_psnr"])
 
 

@@ -62,11 +62,15 @@ def fake_div2k(root):
     return root
 
 
-@pytest.mark.parametrize("algo, source", [("random", "folder"), ("bayesian", "div2k")])
-def test_tiny_search_writes_every_output(tmp_path, images, algo, source):
+@pytest.mark.parametrize("algo, source, goal", [("random", "folder", "energy"),
+                                               ("bayesian", "div2k", "bits")])
+def test_tiny_search_writes_every_output(tmp_path, images, algo, source, goal):
     data = ["--data", "div2k", "--div2k-root", fake_div2k(tmp_path / "DIV2K")] \
         if source == "div2k" else []
-    result = _search(tmp_path, images, "--algo", algo, "--trials", "2", *data)
+    config = tmp_path / "q.yaml"  # the shipped search space with this goal (default: bits)
+    config.write_text(open("quantization_config.yaml").read()
+                      + f"goal: {{type: {goal}, input_hw: [16, 24]}}\n")
+    result = _search(tmp_path, images, "--algo", algo, "--trials", "2", "--config", config, *data)
     if source == "div2k":
         assert "data: 3 training and 2 validation images (div2k)" in result.stdout
     run_dir, tb_dir = tmp_path / "results" / algo, tmp_path / "tb" / algo
@@ -83,6 +87,8 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source):
     for row in rows:
         assert float(row["size_bits"]) > 0 and float(row["val_psnr"]) > 0
         assert set(row) >= {"val_loss", "val_score", "conv_6_bias", "act_5_activation"}
+        assert all(float(row[c]) > 0 for c in cost.COST_COLUMNS)  # every cost, every trial
+        assert row["cost"] == row["energy_pj" if goal == "energy" else "bits"]
     best = min(rows, key=lambda r: float(r["val_score"]))
 
     # best_config.yaml holds every quantizer of the trial with the lowest val_score, and rebuilds
@@ -94,6 +100,9 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source):
     assert cost.size_bits(rebuilt) == int(float(best["size_bits"]))
     saved = keras.models.load_model(run_dir / "best_model_retrained.keras")
     assert cost.size_bits(saved) == cost.size_bits(rebuilt)
+    # The trial's goal cost is the saved model's, at the goal's reference input size.
+    trial_goal = cost.Goal(type=goal, input_hw=(16, 24))
+    assert float(best["cost"]) == pytest.approx(cost.costs(saved, trial_goal)["cost"], rel=1e-6)
     # The retrained model's 20 quantizers are the winner's, layer by layer (as qkeras configs of a
     # base7 built from the trials.csv row).
     expected = base7(3, quantizers=quantizers_from_hp(best))
@@ -109,6 +118,9 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source):
     for name in ("report.md", "pareto.csv", "tradeoff.png", "layer_bits.png", "progress.png"):
         assert (run_dir / name).is_file(), name
     assert f"report: {run_dir / 'report.md'}" in result.stdout
+    report = (run_dir / "report.md").read_text()
+    column = {"energy": "energy_pj", "bits": "bits"}[goal]
+    assert f"Its goal cost ({column})" in report and "energy_pj (µJ)" in report
     for trial_dir in trial_dirs:
         text = _tensorboard_text(trial_dir)
         assert b"hparams" in text and b"epoch_score" in _tensorboard_text(trial_dir / "execution0" / "validation")
@@ -145,6 +157,11 @@ def test_uniform_baselines_write_one_row_per_width_and_float(tmp_path, images):
     result = _search(tmp_path, images, "--baselines", "--config", config, "--run", "tiny")
     rows = list(csv.DictReader(open(tmp_path / "results" / "baselines" / "tiny" / "baselines.csv")))
     assert [r["label"] for r in rows] == ["uniform 4-bit", "uniform 8-bit", "float32"]
+    assert [r["width"] for r in rows] == ["4", "8", "32"]
+    # Every cost of each baseline; the goal's (bits by default) falls with the width.
+    assert all(float(r[c]) > 0 for r in rows for c in cost.COST_COLUMNS)
+    assert [r["cost"] for r in rows] == [r["bits"] for r in rows]
+    assert float(rows[0]["bits"]) < float(rows[1]["bits"]) < float(rows[2]["bits"])
     sizes = [int(float(r["size_bits"])) for r in rows]
     assert sizes == [42539 * 4, 42539 * 8, 42539 * 32]
     assert all(float(r["val_psnr"]) > 0 and r["epochs"] == r["best_epoch"] == "1" for r in rows)

@@ -12,6 +12,29 @@ import re
 from solvers import files
 
 PARETO = "pareto"
+# The cost a run is judged by: its goal's column of trials.csv and baselines.csv (run.yaml:
+# objective.goal.type), or size_bits for runs from before goals. Unit, divisor, axis label.
+GOAL_COLUMNS = {"bits": "bits", "bops": "bops", "energy": "energy_pj"}
+UNITS = {"size_bits": ("KiB", 8192, "stored weights and biases"),
+         "bits": ("KiB", 8192, "AutoQKeras bits: weights, biases and activations"),
+         "bops": ("GBOPs", 1e9, "bit operations per inference"),
+         "energy_pj": ("µJ", 1e6, "QTools energy per inference")}
+
+
+def cost_column(settings, columns=None):
+    """The column of a run's goal cost (settings: its run.yaml), if trials.csv (`columns`) has it."""
+    goal = ((settings or {}).get("objective") or {}).get("goal") or {}
+    column = GOAL_COLUMNS.get(goal.get("type"), "size_bits")
+    return column if columns is None or column in columns else "size_bits"
+
+
+def in_units(value, column):
+    """A cost as text in its unit, e.g. `20.77 KiB`, `3.41 GBOPs`, `27.1 µJ` ("–" if missing)."""
+    value = number(value)
+    if value is None:
+        return "–"
+    unit, divisor, _ = UNITS[column]
+    return f"{value / divisor:.2f} {unit}"
 _FIRST_INT = re.compile(r"\(\s*(\d+)")  # quantized_bits(4,0,...) / quantized_relu(3,8): first int
 
 
@@ -47,25 +70,26 @@ def read_csv(path):
         return list(reader.fieldnames or []), rows
 
 
-def candidates(rows):
-    """Indices of the rows that can be on the front: COMPLETED, numeric size_bits and val_psnr."""
+def candidates(rows, column="size_bits"):
+    """Indices of the rows that can be on the front: COMPLETED, numeric cost and val_psnr."""
     return [i for i, r in enumerate(rows)
             if str(r.get("status", "")).upper() == "COMPLETED"
-            and number(r.get("size_bits")) is not None and number(r.get("val_psnr")) is not None]
+            and number(r.get(column)) is not None and number(r.get("val_psnr")) is not None]
 
 
-def pareto_flags(rows):
-    """One bool per row: True when the row is on the Pareto front of (size_bits, val_psnr).
+def pareto_flags(rows, column="size_bits"):
+    """One bool per row: True when the row is on the Pareto front of (cost, val_psnr), the cost
+    being `column` (size_bits, or the goal's: bits, bops, energy_pj).
 
-    Only COMPLETED rows with numeric size_bits and val_psnr count; the rest are False. Smaller
-    size_bits and higher val_psnr are better. A row is dominated when another row has size <= and
+    Only COMPLETED rows with numeric cost and val_psnr count; the rest are False. Smaller
+    cost and higher val_psnr are better. A row is dominated when another row has cost <= and
     PSNR >= with at least one of them strict; the others form the front.
 
     Exact duplicates (same size and the same PSNR) do not dominate each other, so by that rule both
     would be on the front; only the first of them (lowest trial_id) is kept, so that the front has
     one point per (size, PSNR) and pareto.csv no repeated points.
     """
-    order = sorted(candidates(rows), key=lambda i: (number(rows[i]["size_bits"]),
+    order = sorted(candidates(rows, column), key=lambda i: (number(rows[i][column]),
                                                     -number(rows[i]["val_psnr"]),
                                                     trial_key(rows[i]), i))
     flags = [False] * len(rows)
@@ -81,13 +105,13 @@ def pareto_flags(rows):
     return flags
 
 
-def front(rows, flags=None):
-    """The rows on the front, smallest size_bits first."""
-    flags = pareto_flags(rows) if flags is None else flags
-    return sorted((r for r, f in zip(rows, flags) if f), key=lambda r: number(r["size_bits"]))
+def front(rows, flags=None, column="size_bits"):
+    """The rows on the front, cheapest first."""
+    flags = pareto_flags(rows, column) if flags is None else flags
+    return sorted((r for r, f in zip(rows, flags) if f), key=lambda r: number(r[column]))
 
 
-def update_run(run_dir):
+def update_run(run_dir, column="size_bits"):
     """Marks the front in <run_dir>/trials.csv (column `pareto`, true/false, added or replaced)
     and writes <run_dir>/pareto.csv (the front's rows, same columns, smallest size first).
 
@@ -96,13 +120,13 @@ def update_run(run_dir):
     """
     path = os.path.join(run_dir, "trials.csv")
     columns, rows = read_csv(path)
-    flags = pareto_flags(rows)
+    flags = pareto_flags(rows, column)
     for row, flag in zip(rows, flags):
         row[PARETO] = "true" if flag else "false"
     if PARETO not in columns:
         columns.append(PARETO)
     files.write_csv(path, columns, rows, extrasaction="ignore")
-    front_rows = front(rows, flags)
+    front_rows = front(rows, flags, column)
     files.write_csv(os.path.join(run_dir, "pareto.csv"), columns, front_rows,
                     extrasaction="ignore")
     return rows, front_rows

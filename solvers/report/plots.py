@@ -11,14 +11,14 @@ matplotlib.use("Agg")  # files only: no display on a server, and no GUI toolkit 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from solvers.report.pareto import candidates, number, trial_key  # noqa: E402
+from solvers.report.pareto import UNITS, candidates, number, trial_key  # noqa: E402
 
 DPI = 120
-KIB = 8192  # bits per KiB
 
 
-def _kib(row):
-    return number(row["size_bits"]) / KIB
+def _x(row, column):
+    """A row's cost in the unit of its axis (pareto.UNITS)."""
+    return number(row[column]) / UNITS[column][1]
 
 
 def _save(fig, path):
@@ -27,54 +27,56 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def _log_kib_axis(ax):
-    """Log size axis with plain KiB numbers (10, 20, 50) rather than 10^1 powers."""
+def _log_cost_axis(ax, column):
+    """Log cost axis with plain numbers (10, 20, 50) rather than 10^1 powers."""
     ax.set_xscale("log")
     ax.margins(x=0.08)  # room for the labels of the first and last points
     plain = FuncFormatter(lambda x, _: f"{x:g}")
     ax.xaxis.set_major_formatter(plain)
     ax.xaxis.set_minor_formatter(plain)
     ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.set_xlabel("quantized size of weights and biases (KiB, log scale)")
+    unit, _, what = UNITS[column]
+    ax.set_xlabel(f"{what} ({unit}, log scale)")
     ax.grid(True, which="both", alpha=0.3)
 
 
-def tradeoff(rows, front_rows, baselines, chosen, path):
-    """Size (KiB, log) against val_psnr: every completed trial, the Pareto front as a step line,
+def tradeoff(rows, front_rows, baselines, chosen, path, column="size_bits"):
+    """Cost (`column`: size_bits or the goal's, log) against val_psnr: every completed trial, the Pareto front as a step line,
     the uniform baselines as a labelled line, and the chosen trial (rows of trials.csv; baselines:
     rows of baselines.csv, may be empty; chosen: one trial row or None)."""
     fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
-    done = [rows[i] for i in candidates(rows)]
-    ax.scatter([_kib(r) for r in done], [number(r["val_psnr"]) for r in done], s=22,
+    done = [rows[i] for i in candidates(rows, column)]
+    ax.scatter([_x(r, column) for r in done], [number(r["val_psnr"]) for r in done], s=22,
                color="tab:blue", alpha=0.55, label=f"search trials ({len(done)} completed)")
     if front_rows:
         # "post": at any size, the best PSNR reachable with at most that size.
-        ax.step([_kib(r) for r in front_rows], [number(r["val_psnr"]) for r in front_rows],
+        ax.step([_x(r, column) for r in front_rows], [number(r["val_psnr"]) for r in front_rows],
                 where="post", color="tab:blue", lw=1.8, marker="o", ms=5,
                 label=f"Pareto front ({len(front_rows)} trials)")
-    base = sorted((b for b in baselines if number(b.get("size_bits")) is not None
-                   and number(b.get("val_psnr")) is not None), key=_kib)
+    base = sorted((b for b in baselines if number(b.get(column)) is not None
+                   and number(b.get("val_psnr")) is not None), key=lambda b: _x(b, column))
     if base:
-        ax.plot([_kib(b) for b in base], [number(b["val_psnr"]) for b in base], color="tab:orange",
+        ax.plot([_x(b, column) for b in base], [number(b["val_psnr"]) for b in base], color="tab:orange",
                 marker="s", ms=5, lw=1.4, label="uniform baselines (same epochs as a trial)")
         for b in base:
-            ax.annotate(b["label"].replace("uniform ", ""), (_kib(b), number(b["val_psnr"])),
+            ax.annotate(b["label"].replace("uniform ", ""), (_x(b, column), number(b["val_psnr"])),
                         textcoords="offset points", xytext=(4, -12), fontsize=8,
                         color="tab:orange")
-    if chosen is not None and number(chosen.get("size_bits")) is not None \
+    if chosen is not None and number(chosen.get(column)) is not None \
             and number(chosen.get("val_psnr")) is not None:
-        x, y = _kib(chosen), number(chosen["val_psnr"])
+        x, y = _x(chosen, column), number(chosen["val_psnr"])
         ax.scatter([x], [y], s=260, marker="*", color="tab:red", edgecolor="black", zorder=5,
                    label="chosen (after its search trial)")
         # Below-right on a white box: the chosen trial is often the top point, under the title.
-        ax.annotate(f"chosen: trial {chosen['trial_id']}\n{x:.2f} KiB, {y:.2f} dB", (x, y),
+        ax.annotate(f"chosen: trial {chosen['trial_id']}\n{x:.2f} {UNITS[column][0]}, {y:.2f} dB",
+                    (x, y),
                     textcoords="offset points", xytext=(14, -34), fontsize=9,
                     bbox={"boxstyle": "round", "fc": "white", "ec": "gray", "alpha": 0.85},
                     arrowprops={"arrowstyle": "-", "color": "gray"})
     ax.margins(y=0.08)
-    _log_kib_axis(ax)
+    _log_cost_axis(ax, column)
     ax.set_ylabel("validation Y-PSNR (dB)")
-    ax.set_title("Size against quality: search trials, Pareto front, uniform quantization")
+    ax.set_title("Cost against quality: search trials, Pareto front, uniform quantization")
     ax.legend(fontsize=8, loc="lower right")
     _save(fig, path)
 
@@ -161,20 +163,21 @@ def sr_samples(samples, path):
     _save(fig, path)
 
 
-def fronts(runs, path):
-    """Several runs' Pareto fronts: runs is a list of (run name, front rows, chosen row or None)."""
+def fronts(runs, path, column="size_bits"):
+    """Several runs' Pareto fronts: runs is a list of (run name, front rows, chosen row or None),
+    all on the cost `column`."""
     fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
     for k, (name, front_rows, chosen) in enumerate(runs):
         color = f"C{k % 10}"
         if front_rows:
-            ax.step([_kib(r) for r in front_rows], [number(r["val_psnr"]) for r in front_rows],
-                    where="post", color=color, marker="o", ms=5, lw=1.6,
+            ax.step([_x(r, column) for r in front_rows],
+                    [number(r["val_psnr"]) for r in front_rows], where="post", color=color, marker="o", ms=5, lw=1.6,
                     label=f"{name} ({len(front_rows)} on front)")
-        if chosen is not None and number(chosen.get("size_bits")) is not None \
+        if chosen is not None and number(chosen.get(column)) is not None \
                 and number(chosen.get("val_psnr")) is not None:
-            ax.scatter([_kib(chosen)], [number(chosen["val_psnr"])], s=200, marker="*",
+            ax.scatter([_x(chosen, column)], [number(chosen["val_psnr"])], s=200, marker="*",
                        color=color, edgecolor="black", zorder=5)
-    _log_kib_axis(ax)
+    _log_cost_axis(ax, column)
     ax.set_ylabel("validation Y-PSNR after the search trial (dB)")
     ax.set_title("Pareto fronts of the runs (stars: chosen models)")
     ax.legend(fontsize=8, loc="lower right")

@@ -8,7 +8,7 @@ from solvers import files
 from solvers.search import cost
 from solvers.networks.base7 import base7, quantizers_from_hp
 
-METRICS = ("size_bits", "val_loss", "val_psnr", "val_score")
+METRICS = ("size_bits", "bits", "bops", "energy_pj", "cost", "val_loss", "val_psnr", "val_score")
 
 
 def _worker(project_dir, trial_id):
@@ -56,11 +56,13 @@ def write_best_config(path, values, scale, m=4):
                       "quantizers": quantizers_from_hp(values, m)})
 
 
-def summary_record(model, trial_id, values, before, after):
-    """summary.yaml: the chosen trial, its sizes and its validation scores before and after the
-    retrain (what the report and comparisons read, without loading any model)."""
+def summary_record(model, trial_id, values, before, after, goal=cost.Goal()):
+    """summary.yaml: the chosen trial, its sizes and costs (cost.costs under `goal`) and its
+    validation scores before and after the retrain (what the report and comparisons read,
+    without loading any model)."""
     return {
         "best_trial": trial_id,
+        "goal": goal.type, "costs": {k: float(v) for k, v in cost.costs(model, goal).items()},
         "size_bits": cost.size_bits(model),
         "float32_bits": cost.uniform_size_bits(model, cost.FLOAT_BITS),
         "uniform8_bits": cost.uniform_size_bits(model, 8),

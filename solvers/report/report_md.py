@@ -54,23 +54,26 @@ def _yaml(path):
 
 
 def load_run(run_dir, option="--run-dir"):
-    """One run as a dict: name, dir, rows and front (after pareto.update_run), settings
-    (run.yaml or {}), summary (summary.yaml or None), chosen (the chosen trial's row or None),
-    layers and sizes."""
+    """One run as a dict: name, dir, column (the cost it is judged by: its goal's column of
+    trials.csv, size_bits for older runs), rows and front (after pareto.update_run on that cost),
+    settings (run.yaml or {}), summary (summary.yaml or None), chosen (the chosen trial's row or
+    None), layers and sizes."""
     run_dir = os.fspath(run_dir)
     trials = os.path.join(run_dir, "trials.csv")
     if not os.path.isdir(run_dir):
         raise ReportError(f"{option}: {run_dir}: no such run folder")
     if not os.path.isfile(trials):
         raise ReportError(f"{option}: {run_dir}: no trials.csv (the search has not finished)")
+    settings = _yaml(os.path.join(run_dir, "run.yaml")) or {}
     try:
-        missing = [c for c in REQUIRED if c not in pareto.read_csv(trials)[0]]
+        columns = pareto.read_csv(trials)[0]
+        missing = [c for c in REQUIRED if c not in columns]
         if missing:
             raise ReportError(f"{option}: {trials}: missing columns {', '.join(missing)}")
-        rows, front = pareto.update_run(run_dir)
+        column = pareto.cost_column(settings, columns)
+        rows, front = pareto.update_run(run_dir, column)
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise ReportError(f"{option}: {trials}: cannot read or update ({e})") from None
-    settings = _yaml(os.path.join(run_dir, "run.yaml")) or {}
     summary = _yaml(os.path.join(run_dir, "summary.yaml"))
     done = [rows[i] for i in pareto.candidates(rows) if number(rows[i]["val_score"]) is not None]
     # summary.yaml names the tuner's pick; older runs have none: the best val_score is that pick.
@@ -78,7 +81,7 @@ def load_run(run_dir, option="--run-dir"):
     chosen = next((r for r in rows if r["trial_id"] == wanted), None) or \
         min(done, key=lambda r: number(r["val_score"]), default=None)
     run = {"name": os.path.basename(os.path.normpath(run_dir)), "dir": run_dir, "rows": rows,
-           "front": front, "settings": settings, "summary": summary, "chosen": chosen}
+           "column": column, "front": front, "settings": settings, "summary": summary, "chosen": chosen}
     if summary:
         run["layers"] = summary.get("layers") or []
         run["sizes"] = {k: summary.get(k) for k in SIZES}
@@ -215,7 +218,8 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
     for path in png.values():  # an older report's PNG must not pass for this one's
         if os.path.isfile(path):
             os.remove(path)
-    plots.tradeoff(run["rows"], run["front"], baselines or [], run["chosen"], png["tradeoff"])
+    plots.tradeoff(run["rows"], run["front"], baselines or [], run["chosen"], png["tradeoff"],
+                   run["column"])
     plots.progress(run["rows"], png["progress"])
     if run["layers"]:
         plots.layer_bits(run["layers"], png["layer_bits"])
@@ -230,8 +234,9 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
         + "\n", "## Plots\n", *(f"![{name}]({name}.png)\n" for name, _ in made), *notes,
         "## Chosen model\n", summary_md(run), "## Settings\n", settings_md(settings),
         "## All trials, best val_score first\n",
-        "Sizes in KiB (8192 bits); metrics at each trial's best-val_score epoch; Pareto: not "
-        "dominated in (size, val_psnr) among completed trials (the rows of pareto.csv).\n",
+        f"Sizes in KiB (8192 bits); metrics at each trial's best-val_score epoch; Pareto: not "
+        f"dominated in ({run['column']}, val_psnr) among completed trials (the rows of "
+        "pareto.csv).\n",
         trials_md(run)])
     path = os.path.join(run_dir, "report.md")
     files.write_text(path, text)
@@ -244,21 +249,27 @@ def compare(run_dirs, out_dir):
     """compare.png (every run's Pareto front) and compare.md (one row per run) in out_dir;
     returns compare.md's path."""
     runs = [load_run(d, "--compare") for d in run_dirs]
+    # One cost for all: the runs' common goal, else the stored size every run has.
+    column = runs[0]["column"] if len({r["column"] for r in runs}) == 1 else "size_bits"
+    for r in runs:
+        r["front"] = pareto.front(r["rows"], column=column)
     os.makedirs(out_dir, exist_ok=True)
     plots.fronts([(r["name"], r["front"], r["chosen"]) for r in runs],
-                 os.path.join(out_dir, "compare.png"))
+                 os.path.join(out_dir, "compare.png"), column)
+    unit = pareto.UNITS[column][0]
     lines = ["# Runs compared\n", "![compare](compare.png)\n",
-             "| run | algorithm | completed trials | front size | chosen trial | chosen KiB | "
-             "PSNR after search (dB) | PSNR after retrain (dB) | front (KiB@dB) |",
-             "|---|---|---:|---:|---|---:|---:|---:|---|"]
+             f"| run | algorithm | completed trials | front size | chosen trial | chosen KiB | "
+             f"chosen {column} | PSNR after search (dB) | PSNR after retrain (dB) | "
+             f"front ({unit}@dB) |", "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in runs:
         c = r["chosen"] or {}
-        front = ", ".join(f"{kib(number(f['size_bits']))}@{number(f['val_psnr']):.2f}"
-                          for f in r["front"])
+        front = ", ".join(f"{number(f[column]) / pareto.UNITS[column][1]:.2f}@"
+                          f"{number(f['val_psnr']):.2f}" for f in r["front"])
         lines.append(f"| {r['name']} | {r['settings'].get('algo', '?')} | "
                      f"{len(pareto.candidates(r['rows']))} of {len(r['rows'])} | "
                      f"{len(r['front'])} | {c.get('trial_id', '–')} | "
-                     f"{kib(number(c.get('size_bits')))} | {cell(c.get('val_psnr'))} | "
+                     f"{kib(number(c.get('size_bits')))} | {pareto.in_units(c.get(column), column)} | "
+                     f"{cell(c.get('val_psnr'))} | "
                      f"{cell(r['sizes'].get('val_psnr_retrained'))} | {front} |")
     path = os.path.join(out_dir, "compare.md")
     files.write_text(path, "\n".join(lines) + "\n")

@@ -5,7 +5,9 @@ import shlex
 
 from solvers.config import PROFILES
 from solvers.report import pareto
-from solvers.report.pareto import bits_summary, number, trial_key
+from solvers.report.pareto import bits_summary, in_units, number, trial_key
+
+COSTS = ("size_bits", "bits", "bops", "energy_pj")  # columns of trials.csv, in the tables
 
 
 def kib(bits):
@@ -104,6 +106,11 @@ def baselines_source(run, match, baselines):
             f"{budget.get('batch_size')}, patch {budget.get('patch_size')}, as a search trial).")
 
 
+def _width(baseline):
+    """A baseline's uniform width (32: float32); baselines.csv called it `bits` before the costs."""
+    return number(baseline["width"] if "width" in baseline else baseline.get("bits"))
+
+
 def verdict(run, baselines, match):
     """One paragraph from the numbers: the chosen model's search-trial PSNR against the uniform
     baseline nearest in size (by ratio) and uniform 8-bit, and whether it is on the Pareto front.
@@ -119,31 +126,35 @@ def verdict(run, baselines, match):
             f"{sizes['uniform8_bits'] / size:.2f}× smaller than uniform 8-bit; after its search "
             f"trial{f' ({epochs} epochs)' if epochs else ''} it reached {psnr:.2f} dB.",
             baselines_source(run, match, baselines)]
-    uniform = [b for b in baselines or [] if (number(b["size_bits"]) or 0) > 0
-               and number(b["val_psnr"]) is not None and number(b.get("bits")) != 32
+    column = run.get("column", "size_bits")  # the cost the run is judged by (its goal's)
+    cost = number(chosen.get(column))
+    if column != "size_bits" and cost is not None:
+        text.append(f"Its goal cost ({column}) is {in_units(cost, column)}.")
+    uniform = [b for b in baselines or [] if (number(b.get(column)) or 0) > 0
+               and number(b["val_psnr"]) is not None and _width(b) != 32
                and b["label"] != "float32"]
     if baselines is not None and not uniform:  # (no baselines: baselines_source said why)
-        text.append(f"{match['path']} has no uniform baseline with a size and a PSNR.")
-    elif uniform:
-        near = min(uniform, key=lambda b: abs(math.log(number(b["size_bits"]) / size)))
-        n_size, n_psnr = number(near["size_bits"]), number(near["val_psnr"])
-        text.append(f"The uniform baseline nearest in size (by ratio) is {near['label']} "
-                    f"({kib(n_size)} KiB, {n_psnr:.2f} dB): the chosen model is "
-                    f"{versus(psnr - n_psnr)} at {size / n_size:.2f}× its size.")
-        u8 = next((b for b in uniform if number(b.get("bits")) == 8), None)
+        text.append(f"{match['path']} has no uniform baseline with a {column} and a PSNR.")
+    elif uniform and cost:
+        near = min(uniform, key=lambda b: abs(math.log(number(b[column]) / cost)))
+        n_cost, n_psnr = number(near[column]), number(near["val_psnr"])
+        text.append(f"The uniform baseline nearest in {column} (by ratio) is {near['label']} "
+                    f"({in_units(n_cost, column)}, {n_psnr:.2f} dB): the chosen model is "
+                    f"{versus(psnr - n_psnr)} at {cost / n_cost:.2f}× its {column}.")
+        u8 = next((b for b in uniform if _width(b) == 8), None)
         if u8 is not None:
-            u8_size, u8_psnr = number(u8["size_bits"]), number(u8["val_psnr"])
-            text.append(f"Against uniform 8-bit ({kib(u8_size)} KiB, {u8_psnr:.2f} dB): "
-                        f"{versus(psnr - u8_psnr)} at {u8_size / size:.2f}× smaller.")
+            u8_cost, u8_psnr = number(u8[column]), number(u8["val_psnr"])
+            text.append(f"Against uniform 8-bit ({in_units(u8_cost, column)}, {u8_psnr:.2f} dB): "
+                        f"{versus(psnr - u8_psnr)} at {u8_cost / cost:.2f}× less {column}.")
         better = [b["label"] for b in uniform
-                  if number(b["size_bits"]) <= size and number(b["val_psnr"]) >= psnr]
-        text.append(f"{', '.join(better)}: no larger and at least as good, so the search did not "
-                    "beat uniform quantization here." if better else
-                    "No uniform baseline is both as small and as good.")
+                  if number(b[column]) <= cost and number(b["val_psnr"]) >= psnr]
+        text.append(f"{', '.join(better)}: no costlier ({column}) and at least as good, so the "
+                    "search did not beat uniform quantization here." if better else
+                    f"No uniform baseline is both as cheap ({column}) and as good.")
     done = len(pareto.candidates(run["rows"]))
     text.append(f"It is on this run's Pareto front ({len(run['front'])} of {done} completed "
                 "trials)." if chosen.get(pareto.PARETO) == "true" else
-                "It is not on this run's Pareto front: another trial is no larger and at least as "
+                "It is not on this run's Pareto front: another trial is no costlier and at least as "
                 "good after the search (the score also weighs the loss).")
     if sizes.get("val_psnr_retrained") is not None:
         text.append(f"After the retrain it reached {sizes['val_psnr_retrained']:.2f} dB (a longer "
@@ -198,12 +209,14 @@ def trials_md(run):
     def key(r):
         return number(r["val_score"]) is None, number(r["val_score"]) or 0, trial_key(r)
     chosen = run["chosen"] and run["chosen"]["trial_id"]
-    lines = ["| rank | trial | status | size (KiB) | val_psnr (dB) | val_score | Pareto | "
-             "bits per conv: kernel/bias/activation | worker | reason |",
-             "|---:|---|---|---:|---:|---:|---|---|---|---|"]
+    costs = [c for c in COSTS if any(c in r for r in run["rows"])]  # older runs: size_bits only
+    lines = ["| rank | trial | status | " + " | ".join(f"{c} ({pareto.UNITS[c][0]})" for c in costs)
+             + " | val_psnr (dB) | val_score | Pareto | bits per conv: kernel/bias/activation | "
+             "worker | reason |", "|---:|---|---|" + "---:|" * len(costs) + "---:|---:|---|---|---|---|"]
     for rank, r in enumerate(sorted(run["rows"], key=key), 1):
+        cells = " | ".join(in_units(r.get(c), c).split(" ")[0] for c in costs)
         lines.append(f"| {rank}{' (chosen)' if r['trial_id'] == chosen else ''} | "
-                     f"{r['trial_id']} | {r['status']} | {kib(number(r['size_bits']))} | "
+                     f"{r['trial_id']} | {r['status']} | {cells} | "
                      f"{cell(r['val_psnr'])} | {cell(r['val_score'], '{:.4f}')} | "
                      f"{'yes' if r.get(pareto.PARETO) == 'true' else ''} | {bits_summary(r)} | "
                      f"{r.get('worker', '')} | {r.get('reason', '')} |")

@@ -2,13 +2,15 @@
 float32), trained like one search trial, so a search's result can be judged against them.
 
 Written to results/baselines/<NAME>/ (NAME: --run, else default_name): baselines.csv (columns:
-label, bits, size_bits, val_loss, val_psnr, val_score, epochs trained, best_epoch), the metrics
+label, width, size_bits, bits, bops, energy_pj, cost, val_loss, val_psnr, val_score, epochs
+trained, best_epoch), the metrics
 taken at the epoch with the best val_score, as for trials; and baselines.yaml, the settings that
 define the set (set_settings: data, scale, seed, quantizer space, training budget, learning rate).
 A run's report compares with a set only when these equal the run's own (run_settings_key), so a
 search on other data, at another scale or seed, in another search space or with another budget per
 trial is never judged against it.
 """
+import dataclasses
 import os
 import re
 
@@ -19,12 +21,13 @@ from solvers.search import cost
 from solvers.config import ConfigError
 from solvers.networks.base7 import base7, layer_names
 
-COLUMNS = ("label", "bits", "size_bits", "val_loss", "val_psnr", "val_score", "epochs",
-           "best_epoch")
+# width: every layer's bits (32: float32); the costs are cost.COST_COLUMNS and the goal's `cost`.
+METRICS = (*cost.COST_COLUMNS, "cost", "val_loss", "val_psnr", "val_score")
+COLUMNS = ("label", "width", *METRICS, "epochs", "best_epoch")
 DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images")  # run.yaml's `data`
 # What must be equal for a run to be compared with a set (and for a set to be rebuilt in its
 # folder), in the order a difference is named. The budget is the one of a search trial.
-MATCH_KEYS = ("data", "scale", "seed", "quantizers", "budget", "learning_rate")
+MATCH_KEYS = ("data", "scale", "seed", "quantizers", "budget", "learning_rate", "goal")
 BUDGET_KEYS = ("epochs", "steps_per_epoch", "batch_size", "patch_size")
 DEFAULTS = {"seed": 1, "scale": 3, "learning_rate": 1e-3,  # autoq.py's defaults
             "config": "quantization_config.yaml"}
@@ -43,7 +46,9 @@ def set_settings(data, scale, seed, learning_rate, epochs, profile, space):
     return {"data": {k: data.get(k) for k in DATA_KEYS}, "scale": scale, "seed": seed,
             "quantizers": quantizer_maps(space),
             "budget": {"epochs": epochs, **{k: getattr(profile, k) for k in BUDGET_KEYS[1:]}},
-            "learning_rate": learning_rate}
+            "learning_rate": learning_rate,
+            # The goal's parameters (reference input size, input bits, energy model) set the costs.
+            "goal": dataclasses.asdict(space.objective.goal)}
 
 
 def run_settings_key(run):
@@ -54,7 +59,7 @@ def run_settings_key(run):
     return {"data": run.get("data"), "scale": run.get("scale"), "seed": run.get("seed"),
             "quantizers": run.get("quantizers"),
             "budget": {k: budget.get(k) for k in BUDGET_KEYS},
-            "learning_rate": run.get("learning_rate")}
+            "learning_rate": run.get("learning_rate"), "goal": (run.get("objective") or {}).get("goal")}
 
 
 def differences(saved, wanted, keys=MATCH_KEYS):
@@ -116,8 +121,7 @@ def best_epoch_row(history):
     """The metrics of the epoch with the best (lowest) val_score, and its 1-based epoch."""
     scores = history.history["val_score"]
     best = min(range(len(scores)), key=scores.__getitem__)
-    return {k: float(history.history[k][best]) for k in ("size_bits", "val_loss", "val_psnr",
-                                                          "val_score")}, best + 1
+    return {k: float(history.history[k][best]) for k in METRICS}, best + 1
 
 
 def write_csv(path, rows):
@@ -145,6 +149,7 @@ def run_baselines(space, train_ds, val_ds, epochs, steps_per_epoch, scale, learn
                             steps_per_epoch=steps_per_epoch, callbacks=[tensorboard],
                             objective=space.objective)
         metrics, best = best_epoch_row(history)
-        rows.append({"label": label, "bits": bits, **metrics, "epochs": epochs, "best_epoch": best})
+        rows.append({"label": label, "width": bits, **metrics, "epochs": epochs,
+                     "best_epoch": best})
         write_csv(os.path.join(out_dir, "baselines.csv"), rows)  # a kill keeps finished ones
     return rows

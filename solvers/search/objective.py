@@ -1,18 +1,19 @@
-"""The blended score the search minimizes, and the callback that writes it into every epoch's logs.
+"""The blended score the search minimizes, and the callback that writes it and every cost into each
+epoch's logs.
 
 AutoQKeras' "forgiving factor", made correct for a loss (lower is better):
 
-    reference = size of the network with every weight and bias at ref_bits (8)
-    trial     = quantized size of this model (cost.size_bits)
-    i         = log(reference · stress / trial) / log(rate)      # halvings of size vs the reference
+    reference = the goal's cost of the same network (same widths) with every quantizer at ref_bits
+    trial     = the goal's cost of this model (cost.costs: bits, bops or energy, `goal:` in the YAML)
+    i         = log(reference · stress / trial) / log(rate)      # halvings of cost vs the reference
     delta     = i · delta_p / 100   if i >= 0   else   i · delta_n / 100
     val_score = val_loss / (1 + delta)
 
-Each halving of size (rate 2) forgives delta_p % of loss; each doubling costs delta_n %. AutoQKeras
+Each halving of cost (rate 2) forgives delta_p % of loss; each doubling costs delta_n %. AutoQKeras
 maximized accuracy × (1 + delta); applying that product to a loss would reward a worse model.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 
@@ -26,30 +27,48 @@ class ObjectiveParams:
     rate: float = 2.0
     stress: float = 1.0
     ref_bits: int = 8
+    goal: cost.Goal = field(default_factory=cost.Goal)  # the YAML's `goal:` section: what costs
 
 
-def blended_score(val_loss, size_bits, reference_bits, params=ObjectiveParams()):
+def blended_score(val_loss, trial_cost, reference_cost, params=ObjectiveParams()):
     """val_loss / (1 + delta); see the module docstring. Lower is better."""
-    i = math.log(reference_bits * params.stress / size_bits) / math.log(params.rate)
+    i = math.log(reference_cost * params.stress / trial_cost) / math.log(params.rate)
     delta = i * (params.delta_p if i >= 0 else params.delta_n) / 100.0
-    return val_loss / (1.0 + delta)
+    # A model so much costlier than the reference that 1 + delta <= 0 (only possible with a large
+    # delta_n) scores worst, not negative.
+    return val_loss / (1.0 + delta) if 1.0 + delta > 0 else math.inf
+
+
+_reference_costs = {}  # (architecture, goal, ref_bits) -> cost: every trial of a search shares it
+
+
+def reference_cost(model, params):
+    """The goal's cost of `model`'s architecture with every quantizer at ref_bits (cached)."""
+    shape = tuple((layer.name, tuple(w.shape)) for layer in model.layers for w in layer.weights
+                  if "kernel" in w.path)
+    key = (shape, params.goal, params.ref_bits)
+    if key not in _reference_costs:
+        _reference_costs[key] = cost.costs(cost.reference_model(model, params.ref_bits),
+                                           params.goal)["cost"]
+    return _reference_costs[key]
 
 
 class ScoreCallback(keras.callbacks.Callback):
-    """Adds size_bits and val_score to the epoch logs, before the tuner, TensorBoard and the
-    progress bar read them (it must come first in the callback list)."""
+    """Adds every cost (cost.COST_COLUMNS and `cost`, the goal's) and val_score to the epoch logs,
+    before the tuner, TensorBoard and the progress bar read them (it must come first in the
+    callback list): Keras Tuner records them as the trial's metrics and TensorBoard plots them."""
 
     def __init__(self, objective=ObjectiveParams()):
         super().__init__()
         self.objective = objective  # not `params`: Keras sets that to the fit parameters
 
     def on_train_begin(self, logs=None):
-        self.size_bits = cost.size_bits(self.model)
-        self.reference_bits = cost.uniform_size_bits(self.model, self.objective.ref_bits)
+        self.costs = {k: float(v) for k, v in cost.costs(self.model, self.objective.goal).items()}
+        self.reference = reference_cost(self.model, self.objective)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or "val_loss" not in logs:
             return
-        logs["size_bits"] = float(self.size_bits)
-        logs["val_score"] = blended_score(logs["val_loss"], self.size_bits, self.reference_bits,
+        logs.update(self.costs)
+        logs["val_score"] = blended_score(logs["val_loss"], self.costs["cost"], self.reference,
                                           self.objective)
