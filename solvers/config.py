@@ -5,12 +5,13 @@ and what is allowed; autoq.py prints it as `error: ...` and exits 2.
 """
 import argparse
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 
 import yaml
 
-from solvers.networks.base7 import hp_name
+from solvers.networks.base7 import FilterSearch, base_filters, hp_name, searchable_convs
 from solvers.search.cost import Goal
 from solvers.search.objective import ObjectiveParams
 
@@ -29,7 +30,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 SECTIONS = ("kernel", "bias", "activation")
-OPTIONAL_SECTIONS = ("limit", "objective", "goal")
+OPTIONAL_SECTIONS = ("limit", "objective", "goal", "tune_filters", "tune_filters_multipliers",
+                     "tune_filters_exceptions")
+TUNE_FILTERS = ("none", "block", "layer")
+MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0)  # AutoQKeras' filter_range
 LAYER_TYPES = {"Conv2D": ("kernel", "bias"), "Activation": ("activation",)}
 
 
@@ -41,6 +45,9 @@ class SearchSpace:
     activation: dict
     limit: dict = field(default_factory=dict)   # {"Conv2D" or layer name: {kind: max bits}}
     objective: ObjectiveParams = ObjectiveParams()
+    tune_filters: str = "none"                   # none | block | layer (filter_search)
+    tune_filters_multipliers: tuple = MULTIPLIERS
+    tune_filters_exceptions: str = None          # regex: layers (whole name) kept at their width
 
 
 @dataclass(frozen=True)
@@ -220,7 +227,33 @@ def load_search_space(path, layer_names=()):
                           f"{', '.join(SECTIONS + OPTIONAL_SECTIONS)}")
     return SearchSpace(**{s: _section(path, data, s) for s in SECTIONS},
                        limit=_limit(path, data, list(layer_names)),
-                       objective=_objective(path, data))
+                       objective=_objective(path, data), **_tune_filters(path, data))
+
+
+def _tune_filters(path, data):
+    """The tune_filters keys, checked: mode, multipliers (a tuple of positive numbers) and the
+    exceptions regex (None when unset)."""
+    mode = "none" if data.get("tune_filters") is None else data["tune_filters"]  # empty: none
+    if mode not in TUNE_FILTERS:
+        raise ConfigError(f"{path}: tune_filters: {mode!r} is not one of {', '.join(TUNE_FILTERS)}")
+    multipliers = data.get("tune_filters_multipliers", list(MULTIPLIERS))
+    if not isinstance(multipliers, list) or not multipliers or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < math.inf
+            for x in multipliers):
+        raise ConfigError(f"{path}: tune_filters_multipliers: {multipliers!r} is not a non-empty "
+                          "list of positive numbers, e.g. [0.5, 0.75, 1, 1.5, 2]")
+    exceptions = data.get("tune_filters_exceptions")
+    if exceptions is not None:
+        if not isinstance(exceptions, str):
+            raise ConfigError(f"{path}: tune_filters_exceptions: {exceptions!r} is not a regular "
+                              'expression string, e.g. "conv_[05]"')
+        try:
+            re.compile(exceptions)
+        except re.error as e:
+            raise ConfigError(f"{path}: tune_filters_exceptions: {exceptions!r} is not a valid "
+                              f"regular expression ({e})") from None
+    return {"tune_filters": mode, "tune_filters_multipliers": tuple(float(x) for x in multipliers),
+            "tune_filters_exceptions": exceptions}
 
 
 def search_choices(space, conv_names, act_names, path="quantization_config.yaml"):
@@ -239,3 +272,35 @@ def search_choices(space, conv_names, act_names, path="quantization_config.yaml"
                               f"quantizer in section {kind}")
         choices[hp_name(layer, kind)] = [q for _, q in options]
     return choices
+
+
+def filter_search(space, scale=3, m=4, path="quantization_config.yaml"):
+    """The FilterSearch of tune_filters (None for none: no filter hyperparameter at all).
+
+    Searched: every convolution but the last (base7.searchable_convs: its 3·scale² outputs feed
+    depth-to-space and the anchor add) whose whole name does not match tune_filters_exceptions
+    (re.fullmatch: "conv_1" never also catches a conv_10). An exceptions regex that matches no
+    searchable layer, or that leaves none, is a ConfigError.
+    """
+    if space.tune_filters == "none":
+        return None
+    searchable = searchable_convs(m)
+    pattern = space.tune_filters_exceptions
+    kept = [c for c in searchable if pattern is not None and re.fullmatch(pattern, c)]
+    if pattern is not None and not kept:
+        raise ConfigError(f"{path}: tune_filters_exceptions: {pattern!r} matches no searchable "
+                          f"layer (the whole name must match: {', '.join(searchable)})")
+    if len(kept) == len(searchable):
+        raise ConfigError(f"{path}: tune_filters_exceptions: {pattern!r} keeps every searchable "
+                          "layer at its width; use tune_filters: none")
+    widths = base_filters(scale, m=m)
+    return FilterSearch(space.tune_filters, space.tune_filters_multipliers,
+                        {c: widths[c] for c in searchable if c not in kept})
+
+
+def filter_choices(space, scale=3, m=4, path="quantization_config.yaml"):
+    """{hyperparameter name: options} of the filter search, next to search_choices: {} for
+    tune_filters: none, {"filters_multiplier": [multipliers]} for block, {"conv_i_filters":
+    [widths]} per searched layer for layer."""
+    search = filter_search(space, scale, m, path)
+    return search.choices() if search else {}

@@ -13,7 +13,8 @@ from solvers import files, run_folder, train
 from solvers.data import pipeline, sources
 from solvers.report import pareto, records, report_md
 from solvers.search import baselines, distributed, retrain, tuners
-from solvers.config import PROFILES, ConfigError, load_search_space, search_choices
+from solvers.config import (PROFILES, ConfigError, filter_search, load_search_space,
+                            search_choices)
 from solvers.networks.base7 import MyHyperModel, base7, layer_names
 
 # Each trial is a new model, so tf.function traces anew; TensorFlow's retracing warning is expected.
@@ -88,17 +89,24 @@ def train_float(args):
     return 0
 
 
-def run_settings(args, run_name, profile, space, choices):
-    """Everything that defines a search, as written to results/<RUN>/run.yaml."""
+def run_settings(args, run_name, profile, space, choices, filters=None):
+    """Everything that defines a search, as written to results/<RUN>/run.yaml. `filters` (a
+    FilterSearch, None for tune_filters: none) adds its hyperparameters to search_space (so a
+    continuation with other ones is refused) and a tune_filters record; none adds nothing, so
+    run.yaml stays as it was before filter search existed."""
     import keras_tuner
     import qkeras
+    tuned = {} if filters is None else {"tune_filters": {
+        "mode": filters.mode, "multipliers": list(filters.multipliers),
+        "exceptions": space.tune_filters_exceptions, "layers": dict(filters.base)}}
     return {
         "run": run_name, "algo": args.algo, "profile": args.profile,
         "settings": dataclasses.asdict(profile), "seed": args.seed, "scale": args.scale,
         "learning_rate": args.learning_rate, "config": args.config, "float_model": args.float_model,
         "data": {k: getattr(args, k) for k in ("data", "lr_data", "div2k_root", "train_images",
                                                 "val_images")},
-        "objective": dataclasses.asdict(space.objective), "search_space": choices,
+        "objective": dataclasses.asdict(space.objective),
+        "search_space": {**choices, **(filters.choices() if filters else {})}, **tuned,
         "quantizers": baselines.quantizer_maps(space),  # matched against baselines.yaml
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "keras_tuner": keras_tuner.__version__, "qkeras": qkeras.__version__},
@@ -123,12 +131,13 @@ def search_and_retrain(args):
     conv_names, act_names = layer_names()
     space = load_search_space(args.config, conv_names + act_names)
     choices = search_choices(space, conv_names, act_names, args.config)
+    filters = filter_search(space, args.scale, path=args.config)  # None: tune_filters none
     float_weights = load_float_weights(args.float_model, args.scale) if args.float_model else None
     train_ds, val_ds = _datasets(args, profile)
     run_name = run_folder.run_name(args)
     run_dir = os.path.join(args.results_dir, run_name)
     tb_dir = os.path.join(args.tb_dir, run_name)
-    settings = run_settings(args, run_name, profile, space, choices)
+    settings = run_settings(args, run_name, profile, space, choices, filters)
     worker = args.role == "worker"
     if args.role:  # Keras Tuner's distributed mode reads its role from the environment
         os.environ.update(distributed.tuner_env(args.role, args.oracle, args.worker_id))
@@ -143,8 +152,8 @@ def search_and_retrain(args):
         choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate,
                                               border=args.scale, xla=args.xla),
         fit_fn=_fit_fn(space.objective, profile.patience), scale=args.scale,
-        float_weights=float_weights)
-    names = list(choices)
+        float_weights=float_weights, filter_search=filters)
+    names = list(choices) + list(filters.choices() if filters else {})  # trials.csv's hp columns
 
     def write_trials_csv(oracle):  # after every trial: an interrupted search still shows its trials
         rows = records.trial_rows(oracle, names, os.path.join(run_dir, "tuner"))
@@ -165,7 +174,8 @@ def search_and_retrain(args):
     values, before, after = retrain.retrain_best(
         tuner, train_ds, val_ds, profile.epochs, profile.retrain_epochs, profile.steps_per_epoch,
         space.objective, run_dir, tb_dir)
-    records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale)
+    records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale,
+                              filters=hypermodel.widths(values))
     best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))
     files.write_yaml(os.path.join(run_dir, "summary.yaml"), records.summary_record(
         best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after,

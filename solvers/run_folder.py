@@ -16,7 +16,7 @@ def run_name(args):
 
 # What must not change between a run and its continuation (versions and paths may).
 RESUME_KEYS = ("algo", "profile", "settings", "seed", "scale", "learning_rate", "float_model",
-               "data", "objective", "search_space")
+               "data", "objective", "search_space", "tune_filters")
 
 
 def differences(saved, wanted, keys, prefix=""):

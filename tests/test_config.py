@@ -1,7 +1,7 @@
 """quantization_config.yaml: the shipped file, its validation, the limit and search_choices."""
 import pytest
 
-from solvers.config import ConfigError, load_search_space, search_choices
+from solvers.config import ConfigError, filter_choices, load_search_space, search_choices
 from solvers.networks.base7 import layer_names
 from solvers.search.objective import ObjectiveParams
 
@@ -36,6 +36,7 @@ def test_shipped_config_has_bits_2_to_8_everywhere():
     assert space.limit == {} and space.objective == ObjectiveParams()
     choices = search_choices(space, CONV, ACT)
     assert len(choices) == 20 and all(len(v) == 7 for v in choices.values())
+    assert space.tune_filters == "none" and filter_choices(space) == {}  # no filter search
 
 
 @pytest.mark.parametrize("text, parts", [
@@ -64,6 +65,13 @@ def test_shipped_config_has_bits_2_to_8_everywhere():
     (minimal("goal: {input_hw: [64]}\n"), ["goal: input_hw: [64] is not [height, width]"]),
     (minimal("goal: {input_bits: 0}\n"), ["goal: input_bits: 0 is not an integer from 1 to 32"]),
     (minimal("goal: {rd_wr_on_io: maybe}\n"), ["goal: rd_wr_on_io: 'maybe' is not true or false"]),
+    (minimal("tune_filters: channel\n"), ["tune_filters: 'channel' is not one of none, block, layer"]),
+    (minimal("tune_filters: true\n"), ["tune_filters: True is not one of none, block, layer"]),
+    (minimal("tune_filters_multipliers: [0.5, -1]\n"), ["tune_filters_multipliers: [0.5, -1] is not", "positive numbers"]),
+    (minimal("tune_filters_multipliers: 2\n"), ["tune_filters_multipliers: 2 is not a non-empty list"]),
+    (minimal("tune_filters_multipliers: []\n"), ["tune_filters_multipliers: [] is not a non-empty list"]),
+    (minimal('tune_filters_exceptions: "conv_[0"\n'), ["tune_filters_exceptions: 'conv_[0' is not a valid regular expression"]),
+    (minimal("tune_filters_exceptions: 5\n"), ["tune_filters_exceptions: 5 is not a regular expression"]),
 ])
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, parts):
     path = write(tmp_path, text)
@@ -102,3 +110,20 @@ def test_a_limit_that_leaves_nothing_is_a_config_error(tmp_path):
     space = load_search_space(write(tmp_path, minimal("limit: {conv_6: [8, 2]}\n")), CONV + ACT)
     with pytest.raises(ConfigError, match="conv_6 bias at most 2 bits leaves no quantizer"):
         search_choices(space, CONV, ACT)  # the bias section only offers 4 bits
+
+
+@pytest.mark.parametrize("exceptions, part", [
+    ("conv", "'conv' matches no searchable layer (the whole name must match: conv_0, "),
+    ("conv_6", "'conv_6' matches no searchable layer"),  # conv_6 is never searched anyway
+    ("conv_[0-5]", "'conv_[0-5]' keeps every searchable layer at its width; use tune_filters: none"),
+])
+def test_filter_exceptions_that_match_nothing_or_everything_are_config_errors(tmp_path, exceptions,
+                                                                              part):
+    text = minimal(f'tune_filters: layer\ntune_filters_exceptions: "{exceptions}"\n')
+    path = write(tmp_path, text)
+    space = load_search_space(path, CONV + ACT)
+    with pytest.raises(ConfigError) as excinfo:
+        filter_choices(space, path=path)
+    message = str(excinfo.value)
+    assert message.startswith(f"{path}: tune_filters_exceptions: ") and "\n" not in message
+    assert part in message

@@ -8,7 +8,8 @@ from qkeras import QConv2D
 
 from solvers import train
 from solvers.search import cost
-from solvers.networks.base7 import base7, layer_names
+from solvers.networks.base7 import base7, layer_names, quantizers_from_hp
+from solvers.search import objective
 from solvers.search.objective import ObjectiveParams, blended_score
 
 
@@ -97,3 +98,21 @@ def test_psnr_metric_is_capped_and_scores_the_8bit_y_output():
     assert float(metric.result()) == pytest.approx(20 * math.log10(255 / d), abs=1e-3)
     restored = train.PSNR.from_config(metric.get_config())
     assert (restored.border, restored.y_only, restored.name) == (3, True, "psnr")
+
+CONV, ACT = layer_names()
+Q4 = {**{f"{c}_kernel": 'quantized_bits(4,0,alpha="auto_po2")' for c in CONV},
+      **{f"{c}_bias": "quantized_bits(4,0,alpha=1.0)" for c in CONV},
+      **{f"{a}_activation": "quantized_relu(4,8)" for a in ACT}}
+
+
+def test_reference_is_the_designed_network_whatever_the_widths():
+    params = objective.ObjectiveParams()
+    designed = objective.reference_cost(base7(quantizers=quantizers_from_hp(Q4)), params)
+    assert designed == cost.bits(cost.reference_model(base7(), 8))
+    wide = base7(quantizers=quantizers_from_hp(Q4), filters={c: 56 for c in CONV[:5]})
+    narrow = base7(quantizers=quantizers_from_hp(Q4), filters={c: 14 for c in CONV[:5]})
+    assert objective.reference_cost(wide, params) == objective.reference_cost(narrow, params) == designed
+    # At equal loss the wider model (same bits) scores worse, the narrower one better.
+    scores = [objective.blended_score(10.0, cost.bits(m), designed, params)
+              for m in (narrow, base7(quantizers=quantizers_from_hp(Q4)), wide)]
+    assert scores == sorted(scores) and len(set(scores)) == 3

@@ -2,14 +2,17 @@
 import subprocess
 import sys
 
+import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
 
 from solvers import train
 from solvers.config import SearchSpace, search_choices
-from solvers.networks.base7 import (MyHyperModel, base7, copy_float_weights,
-                                    fold_quantized_weights, layer_names, quantizers_from_hp)
+from solvers.networks.base7 import (FilterSearch, MyHyperModel, base7, copy_float_weights,
+                                    fold_quantized_weights, layer_filters, layer_names,
+                                    quantizers_from_hp)
+from solvers.search import cost
 from solvers.networks.layers import DepthToSpace
 
 CONV, ACT = layer_names()
@@ -67,12 +70,16 @@ def _round_trip(model, tmp_path):
     return np.asarray(model.predict(x, verbose=0)), np.load(out)
 
 
-@pytest.mark.parametrize("quantized", [False, True])
-def test_saved_model_reloads_in_new_process_with_identical_outputs(tmp_path, quantized):
+# The quantized model also has other widths than base7's (a filter search's choice): the layers'
+# configs carry them.
+@pytest.mark.parametrize("quantized, filters", [(False, None),
+                                                (True, {"conv_0": 42, "conv_2": 14, "conv_5": 41})])
+def test_saved_model_reloads_in_new_process_with_identical_outputs(tmp_path, quantized, filters):
     quantizers = quantizers_from_hp(mixed_quantizers()) if quantized else None
-    model = train.compile_model(base7(quantizers=quantizers))
+    model = train.compile_model(base7(quantizers=quantizers, filters=filters))
     original, reloaded = _round_trip(model, tmp_path)
     np.testing.assert_array_equal(original, reloaded)
+    assert layer_filters(keras.models.load_model(tmp_path / "m.keras")) == layer_filters(model)
 
 
 def _hypermodel(choices, float_weights=None):
@@ -135,15 +142,106 @@ def test_copy_float_weights_rejects_wrong_shapes():
 
 
 def test_folded_weights_give_the_quantized_models_output():
-    model = base7(quantizers=quantizers_from_hp(mixed_quantizers()))
+    model = base7(quantizers=quantizers_from_hp(mixed_quantizers()), filters={"conv_2": 14})
     for layer in model.layers:  # trained-looking weights, not just the initial ones
         if layer.weights:
             layer.set_weights([w + np.random.default_rng(3).normal(0, 0.05, w.shape)
                                for w in layer.get_weights()])
     folded = fold_quantized_weights(model, scale=3)
     assert not any("QConv2D" in type(layer).__name__ for layer in folded.layers)
+    assert layer_filters(folded) == layer_filters(model)  # other widths than base7's kept
     x = np.random.default_rng(4).uniform(0, 255, (1, 9, 7, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(folded(x)), np.asarray(model(x)), atol=1e-3)
     np.testing.assert_array_equal(folded.get_layer("conv_2").get_weights()[0],
                                   model.get_layer("conv_2").kernel_quantizer_internal(
                                       model.get_layer("conv_2").kernel).numpy())
+
+
+# conv_2 at 14 filters: conv_2's kernel loses half its outputs, conv_3's half its inputs.
+NARROW = {"conv_2": 14}
+
+
+def test_base7_with_other_filters_has_their_shapes_and_hand_counted_size():
+    model = base7(scale=3, filters=NARROW, quantizers=quantizers_from_hp(
+        {**{f"{c}_kernel": KBITS[4] for c in CONV}, **{f"{c}_bias": KBITS[8] for c in CONV},
+         **{f"{a}_activation": RELU[8] for a in ACT}}))
+    assert model.get_layer("conv_2").kernel.shape == (3, 3, 28, 14)
+    assert model.get_layer("conv_3").kernel.shape == (3, 3, 14, 28)
+    assert layer_filters(model) == {"conv_0": 28, "conv_1": 28, "conv_2": 14, "conv_3": 28,
+                                    "conv_4": 28, "conv_5": 27, "conv_6": 27}
+    # kernels 3·3·in·out: conv_0 3→28, conv_1 28→28, conv_2 28→14, conv_3 14→28, conv_4 28→28,
+    # conv_5 28→27, conv_6 27→27; biases = outputs.
+    weights = 9 * (3 * 28 + 28 * 28 + 28 * 14 + 14 * 28 + 28 * 28 + 28 * 27 + 27 * 27)
+    biases = 28 + 28 + 14 + 28 + 28 + 27 + 27
+    assert (weights, biases) == (35289, 180)
+    assert cost.size_bits(model) == weights * 4 + biases * 8 == 142596
+    assert base7(filters=NARROW).count_params() == weights + biases
+    x = np.random.default_rng(5).uniform(0, 255, (1, 6, 7, 3)).astype("float32")
+    assert np.asarray(model(x)).shape == (1, 18, 21, 3)
+
+
+@pytest.mark.parametrize("filters, match", [({"conv_6": 28}, "conv_6 must keep 27"),
+                                            ({"conv_9": 8}, "no convolution 'conv_9'"),
+                                            ({"conv_1": 0}, "at least 1")])
+def test_base7_refuses_widths_the_architecture_cannot_take(filters, match):
+    with pytest.raises(ValueError, match=match):
+        base7(scale=3, filters=filters)
+
+
+def test_copy_float_weights_copies_the_overlapping_slice_where_widths_differ():
+    float_model = base7()
+    weights = {c: float_model.get_layer(c).get_weights() for c in CONV}
+    model = base7(quantizers=quantizers_from_hp(mixed_quantizers()),
+                  filters={"conv_0": 42, "conv_2": 14})
+    initial = {c: model.get_layer(c).get_weights() for c in CONV}
+    copy_float_weights(model, weights)
+    got = {c: model.get_layer(c).get_weights() for c in CONV}
+    # conv_0 is wider (42 > 28): its first 28 outputs are the float ones, the rest as initialized.
+    np.testing.assert_array_equal(got["conv_0"][0][..., :28], weights["conv_0"][0])
+    np.testing.assert_array_equal(got["conv_0"][0][..., 28:], initial["conv_0"][0][..., 28:])
+    np.testing.assert_array_equal(got["conv_0"][1][:28], weights["conv_0"][1])
+    np.testing.assert_array_equal(got["conv_0"][1][28:], initial["conv_0"][1][28:])
+    # conv_1 reads 42 channels: the float kernel fills its first 28 inputs.
+    np.testing.assert_array_equal(got["conv_1"][0][:, :, :28], weights["conv_1"][0])
+    np.testing.assert_array_equal(got["conv_1"][0][:, :, 28:], initial["conv_1"][0][:, :, 28:])
+    # conv_2 is narrower (14): the float model's first 14 outputs; conv_3 its first 14 inputs.
+    np.testing.assert_array_equal(got["conv_2"][0], weights["conv_2"][0][..., :14])
+    np.testing.assert_array_equal(got["conv_2"][1], weights["conv_2"][1][:14])
+    np.testing.assert_array_equal(got["conv_3"][0], weights["conv_3"][0][:, :, :14])
+    for conv in ("conv_4", "conv_5", "conv_6"):  # same shapes: copied whole
+        for g, w in zip(got[conv], weights[conv]):
+            np.testing.assert_array_equal(g, w)
+    out = np.asarray(model(np.full((1, 5, 5, 3), 100.0, "float32")))
+    assert out.shape == (1, 15, 15, 3) and np.isfinite(out).all()
+
+
+def test_hypermodel_builds_the_searched_widths():
+    values = mixed_quantizers()
+    layer = FilterSearch("layer", (0.5, 1.0, 2.0), {"conv_1": 28, "conv_5": 27})
+    assert layer.choices() == {"conv_1_filters": [14, 28, 56], "conv_5_filters": [14, 27, 54]}
+    hp = kt.HyperParameters()
+    for name, value in {**values, "conv_1_filters": 56, "conv_5_filters": 14}.items():
+        hp.Fixed(name, value)
+    model = MyHyperModel(search_choices(SPACE, CONV, ACT), train.compile_model, train.fit,
+                         filter_search=layer).build(hp)
+    assert layer_filters(model) == {"conv_0": 28, "conv_1": 56, "conv_2": 28, "conv_3": 28,
+                                    "conv_4": 28, "conv_5": 14, "conv_6": 27}
+    block = FilterSearch("block", (0.5, 1.5), {"conv_0": 28, "conv_5": 27})
+    hp = kt.HyperParameters()
+    for name, value in {**values, "filters_multiplier": 1.5}.items():
+        hp.Fixed(name, value)
+    hypermodel = MyHyperModel(search_choices(SPACE, CONV, ACT), train.compile_model, train.fit,
+                              filter_search=block)
+    model = hypermodel.build(hp)
+    # 27 × 1.5 = 40.5: rounded half up, not to the even 40.
+    assert layer_filters(model) == hypermodel.widths(hp.values) == {
+        "conv_0": 42, "conv_1": 28, "conv_2": 28, "conv_3": 28, "conv_4": 28, "conv_5": 41,
+        "conv_6": 27}
+    hp = kt.HyperParameters()  # declared as choices, the designed width as the default
+    hypermodel.build(hp)
+    assert hp.values["filters_multiplier"] == 0.5 and len(hp.space) == 21  # 1 is not offered
+    hp = kt.HyperParameters()
+    MyHyperModel(search_choices(SPACE, CONV, ACT), train.compile_model, train.fit,
+                 filter_search=layer).build(hp)
+    assert [p.name for p in hp.space][20:] == ["conv_1_filters", "conv_5_filters"]
+    assert hp.values["conv_1_filters"] == 28 and hp.space[20].ordered

@@ -3,7 +3,15 @@
 Layer names are shared by both versions (conv_0..conv_{m+2}, act_0..act_{m+1}) so float weights copy
 into a quantized model by name, and per-layer quantizers are keyed by the same names everywhere
 (hyperparameters, trials.csv, best_config.yaml).
+
+Widths ("rebalancing", AutoQKeras' tune_filters): base7(filters=...) changes any convolution's
+output channels but the last one's, which must stay 3·scale² (depth-to-space turns them into the
+scale×scale sub-pixels of 3 colours, and the anchor add needs that many). FilterSearch declares a
+search over them; the saved .keras carries each layer's filters, so it reloads as it was built.
 """
+import math
+from dataclasses import dataclass
+
 import keras
 import keras_tuner as kt
 import numpy as np
@@ -21,6 +29,30 @@ def layer_names(m=4):
 def hp_name(layer, kind):
     """Hyperparameter / CSV column name of one quantizer, e.g. conv_3_kernel, act_0_activation."""
     return f"{layer}_{kind}"
+
+
+def base_filters(scale=3, num_fea=28, m=4, out_channels=3):
+    """{conv name: output channels} of base7 as designed: num_fea for conv_0..conv_m, and
+    out_channels·scale² for the last two (27 at ×3)."""
+    up_channels = out_channels * scale * scale
+    return dict(zip(layer_names(m)[0], [num_fea] * (m + 1) + [up_channels, up_channels]))
+
+
+def searchable_convs(m=4):
+    """The convolutions whose width a filter search may change: all but the last. The last one's
+    3·scale² outputs are fixed by depth-to-space and the anchor add. The one before it (conv_5,
+    also 3·scale² wide by design) feeds only the last, through its ReLU: any width works there."""
+    return layer_names(m)[0][:-1]
+
+
+def scaled_filters(base, multiplier):
+    """A width times a multiplier, rounded half up (not Python's half-to-even), at least 1."""
+    return max(1, math.floor(base * multiplier + 0.5))
+
+
+def layer_filters(model, m=4):
+    """{conv name: filters} of a built base7."""
+    return {name: int(model.get_layer(name).filters) for name in layer_names(m)[0]}
 
 
 def _conv(name, filters, quantizers):
@@ -41,7 +73,7 @@ def _relu(name, quantizers, activation_layer):
 
 
 def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=None,
-          activation_layer=QReLU):
+          activation_layer=QReLU, filters=None):
     """base7 on LR RGB pixels in [0, 255] of any size → SR pixels in [0, 255], `scale` times larger.
 
     quantizers: None for the float32 network, or {layer name: {"kernel": str, "bias": str}} for
@@ -49,18 +81,31 @@ def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=No
     missing from the dict stays float32.
     activation_layer: the class of the quantized ReLUs; qkeras' QActivation gives the reference
     implementation that QReLU reproduces faster (make bench times both).
+    filters: None for the designed widths (base_filters), or {conv name: output channels} for the
+    layers whose width differs (a filter search's choice); the last convolution must keep
+    out_channels·scale² (ValueError otherwise).
     """
     quantizers = quantizers or {}
     conv_names, act_names = layer_names(m)
+    widths = base_filters(scale, num_fea, m, out_channels)
+    unknown = sorted(set(filters or {}) - set(widths))
+    if unknown:
+        raise ValueError(f"filters: no convolution {unknown[0]!r} in base7 ({', '.join(widths)})")
+    widths.update({name: int(n) for name, n in (filters or {}).items()})
     up_channels = out_channels * scale * scale
+    if widths[conv_names[-1]] != up_channels:
+        raise ValueError(f"filters: {conv_names[-1]} must keep {up_channels} = {out_channels}·"
+                         f"scale² outputs (depth-to-space and the anchor add), not "
+                         f"{widths[conv_names[-1]]}")
+    if min(widths.values()) < 1:
+        raise ValueError(f"filters: every width must be at least 1, got {widths}")
     inputs = keras.Input((None, None, in_channels), name="lr")
     # The anchor repeats the input s² times so that depth-to-space turns it into a nearest-neighbour
     # upscale: the convolutions only learn the residual.
     anchor = keras.layers.Concatenate(name="anchor")([inputs] * (scale * scale))
-    widths = [num_fea] * (m + 1) + [up_channels, up_channels]
     x = inputs
-    for i, (name, filters) in enumerate(zip(conv_names, widths)):
-        x = _conv(name, filters, quantizers.get(name))(x)
+    for i, name in enumerate(conv_names):
+        x = _conv(name, widths[name], quantizers.get(name))(x)
         if i < len(act_names):
             x = _relu(act_names[i], quantizers.get(act_names[i]), activation_layer)(x)
     x = keras.layers.Add(name="add_anchor")([x, anchor])
@@ -78,13 +123,34 @@ def quantizers_from_hp(values, m=4):
 
 
 def copy_float_weights(model, float_weights):
-    """Copies {layer name: [kernel, bias]} into the same-named layers of `model` (shapes must match)."""
+    """Copies {layer name: [kernel, bias]} of a float32 base7 into the same-named layers of `model`.
+
+    Where a filter search changed widths, a layer's float weights no longer fit: the overlapping
+    slice is copied (kernel[:, :, :n_in, :n_out], bias[:n_out], each the smaller of the two
+    widths) and the rest keeps `model`'s initializer. A narrower layer starts from the float
+    model's first channels (the dropped ones' contributions are gone), a wider one from all of
+    them plus freshly initialized ones. What the architecture fixes must still match: the kernel
+    size, the first convolution's input (RGB) and the last one's 3·scale² outputs; ValueError
+    otherwise (a float model at another scale, another network).
+    """
+    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     for name, weights in float_weights.items():
         layer = model.get_layer(name)
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        if expected != [tuple(np.shape(w)) for w in weights]:
-            raise ValueError(f"{name}: float weights {[np.shape(w) for w in weights]} != {expected}")
-        layer.set_weights(weights)
+        current = [np.array(w) for w in layer.get_weights()]
+        expected, found = [w.shape for w in current], [tuple(np.shape(w)) for w in weights]
+        if expected == found:
+            layer.set_weights(weights)
+            continue
+        fits = (len(expected) == len(found) == 2 and len(found[0]) == 4
+                and expected[0][:2] == found[0][:2]
+                and (name != convs[0] or expected[0][2] == found[0][2])
+                and (name != convs[-1] or expected[0][3] == found[0][3]))
+        if not fits:
+            raise ValueError(f"{name}: float weights {found} do not fit {expected}")
+        n_in, n_out = min(expected[0][2], found[0][2]), min(expected[0][3], found[0][3])
+        current[0][:, :, :n_in, :n_out] = weights[0][:, :, :n_in, :n_out]
+        current[1][:n_out] = weights[1][:n_out]
+        layer.set_weights(current)
 
 
 def fold_quantized_weights(model, scale, m=4):
@@ -94,7 +160,7 @@ def fold_quantized_weights(model, scale, m=4):
     conv_names, act_names = layer_names(m)
     activations = {name: {"activation": model.get_layer(name).activation}
                    for name in act_names if isinstance(model.get_layer(name), QActivation)}
-    folded = base7(scale=scale, m=m, quantizers=activations)
+    folded = base7(scale=scale, m=m, quantizers=activations, filters=layer_filters(model, m))
     for name in conv_names:
         layer = model.get_layer(name)
         weights = [layer.kernel, layer.bias]
@@ -103,6 +169,47 @@ def fold_quantized_weights(model, scale, m=4):
         folded.get_layer(name).set_weights(
             [np.asarray(w if q is None else q(w)) for w, q in zip(weights, quantizers)])
     return folded
+
+
+FILTERS_MULTIPLIER = "filters_multiplier"  # the one hyperparameter of tune_filters: block
+
+
+@dataclass(frozen=True)
+class FilterSearch:
+    """AutoQKeras' filter search ("rebalancing"), over base7's widths.
+
+    mode: "block": one hyperparameter, filters_multiplier, over the multipliers, scales every layer
+        in `base`; "layer": one hyperparameter per layer in `base`, conv_i_filters, over that
+        layer's widths (integers, so TensorBoard's HParams and the Bayesian oracle see ordered
+        numbers).
+    multipliers: the multipliers offered (AutoQKeras: 0.5, 0.75, 1, 1.5, 2); a width is
+        scaled_filters(base width, multiplier).
+    base: {conv name: designed width} of the layers searched; the others keep base7's widths.
+    """
+    mode: str
+    multipliers: tuple
+    base: dict
+
+    def choices(self):
+        """{hyperparameter name: options, smallest first}."""
+        if self.mode == "block":
+            return {FILTERS_MULTIPLIER: sorted({float(x) for x in self.multipliers})}
+        return {hp_name(name, "filters"): sorted({scaled_filters(width, x)
+                                                  for x in self.multipliers})
+                for name, width in self.base.items()}
+
+    def default(self, name):
+        """The designed width (multiplier 1) if offered, as AutoQKeras' default; else the first."""
+        options = self.choices()[name]
+        designed = 1.0 if name == FILTERS_MULTIPLIER else self.base[name[:-len("_filters")]]
+        return designed if designed in options else options[0]
+
+    def widths(self, values):
+        """{conv name: filters} of the searched layers for these hyperparameter values."""
+        if self.mode == "block":
+            return {name: scaled_filters(width, values[FILTERS_MULTIPLIER])
+                    for name, width in self.base.items()}
+        return {name: int(values[hp_name(name, "filters")]) for name in self.base}
 
 
 class MyHyperModel(kt.HyperModel):
@@ -115,17 +222,33 @@ class MyHyperModel(kt.HyperModel):
     fit_fn(model, *args, **kwargs): the one training loop (train.fit); the tuner's callbacks arrive
         in kwargs and run after ours.
     float_weights: None to start from Keras' initializers, or {conv name: [kernel, bias]} from a
-        trained float32 base7 (pretrained_* targets), copied in before training.
+        trained float32 base7 (pretrained_* targets), copied in before training (the overlapping
+        slice where a layer's width differs: copy_float_weights).
+    filter_search: None to keep base7's widths (no filter hyperparameter at all), or a
+        FilterSearch whose hyperparameters come after the quantizers'.
     """
 
-    def __init__(self, choices, compile_fn, fit_fn, scale=3, float_weights=None, m=4):
+    def __init__(self, choices, compile_fn, fit_fn, scale=3, float_weights=None, m=4,
+                 filter_search=None):
         super().__init__(name="base7")
         self.choices, self.compile_fn, self.fit_fn = choices, compile_fn, fit_fn
         self.scale, self.float_weights, self.m = scale, float_weights, m
+        self.filter_search = filter_search
+
+    def widths(self, values):
+        """{conv name: filters} of every convolution for these hyperparameter values."""
+        widths = base_filters(self.scale, m=self.m)
+        if self.filter_search is not None:
+            widths.update(self.filter_search.widths(values))
+        return widths
 
     def build(self, hp):
         values = {name: hp.Choice(name, options) for name, options in self.choices.items()}
-        model = base7(scale=self.scale, m=self.m, quantizers=quantizers_from_hp(values, self.m))
+        if self.filter_search is not None:
+            values.update({name: hp.Choice(name, options, default=self.filter_search.default(name))
+                           for name, options in self.filter_search.choices().items()})
+        model = base7(scale=self.scale, m=self.m, quantizers=quantizers_from_hp(values, self.m),
+                      filters=self.widths(values))
         if self.float_weights is not None:
             copy_float_weights(model, self.float_weights)
         self.compile_fn(model)

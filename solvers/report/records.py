@@ -50,10 +50,15 @@ def write_trials_csv(path, rows, hp_names):
     files.write_csv(path, columns, rows)
 
 
-def write_best_config(path, values, scale, m=4):
-    """best_config.yaml: per-layer quantizers in the form `load_best_config` rebuilds."""
-    files.write_yaml(path, {"network": {"name": "base7", "scale": scale, "m": m},
-                      "quantizers": quantizers_from_hp(values, m)})
+def write_best_config(path, values, scale, m=4, filters=None):
+    """best_config.yaml: per-layer quantizers, and each convolution's filters (MyHyperModel.widths:
+    the winner's widths; None leaves them out, for base7's own), in the form `load_best_config`
+    rebuilds."""
+    document = {"network": {"name": "base7", "scale": scale, "m": m},
+                "quantizers": quantizers_from_hp(values, m)}
+    if filters is not None:
+        document["filters"] = {name: int(n) for name, n in filters.items()}
+    files.write_yaml(path, document)
 
 
 def summary_record(model, trial_id, values, before, after, goal=cost.Goal()):
@@ -68,7 +73,8 @@ def summary_record(model, trial_id, values, before, after, goal=cost.Goal()):
         "uniform8_bits": cost.uniform_size_bits(model, 8),
         "val_psnr_search": float(before["psnr"]), "val_loss_search": float(before["loss"]),
         "val_psnr_retrained": float(after["psnr"]), "val_loss_retrained": float(after["loss"]),
-        "layers": [{"name": s.name, "weights": s.weights, "biases": s.biases,
+        "layers": [{"name": s.name, "filters": int(model.get_layer(s.name).filters),
+                    "weights": s.weights, "biases": s.biases,
                     "kernel_bits": s.kernel_bits, "bias_bits": s.bias_bits,
                     "activation_bits": None if f"act_{i}_activation" not in values
                     else _bits_in(values[f"act_{i}_activation"])}
@@ -77,11 +83,13 @@ def summary_record(model, trial_id, values, before, after, goal=cost.Goal()):
 
 
 def load_best_config(path):
-    """An untrained quantized base7 with the per-layer quantizers of a best_config.yaml."""
+    """An untrained quantized base7 with the per-layer quantizers and filters of a
+    best_config.yaml (one without filters: base7's own widths)."""
     with open(path) as f:
         document = yaml.safe_load(f)
     network = document["network"]
-    return base7(scale=network["scale"], m=network["m"], quantizers=document["quantizers"])
+    return base7(scale=network["scale"], m=network["m"], quantizers=document["quantizers"],
+                 filters=document.get("filters"))
 
 
 def summary(model, values, before, after):
@@ -90,11 +98,13 @@ def summary(model, values, before, after):
     float_bits = cost.uniform_size_bits(model, cost.FLOAT_BITS)
     uniform8 = cost.uniform_size_bits(model, 8)
     total = sum(s.bits for s in sizes)
-    lines = [f"{'layer':<8}{'params':>8}{'kernel':>8}{'bias':>6}{'relu':>6}{'bits':>10}  quantizers"]
+    lines = [f"{'layer':<8}{'filters':>8}{'params':>8}{'kernel':>8}{'bias':>6}{'relu':>6}"
+             f"{'bits':>10}  quantizers"]
     for i, s in enumerate(sizes):
         act = values.get(f"act_{i}_activation")
         act_bits = "-" if act is None else _bits_in(act)
-        lines.append(f"{s.name:<8}{s.weights + s.biases:>8}{s.kernel_bits:>8}{s.bias_bits:>6}"
+        lines.append(f"{s.name:<8}{model.get_layer(s.name).filters:>8}"
+                     f"{s.weights + s.biases:>8}{s.kernel_bits:>8}{s.bias_bits:>6}"
                      f"{act_bits:>6}{s.bits:>10}  {values[f'conv_{i}_kernel']}, "
                      f"{values[f'conv_{i}_bias']}" + (f", {act}" if act else ""))
     lines.append(f"size: {total} bits = {total / 8192:.2f} KiB | float32 {float_bits / 8192:.2f} KiB "

@@ -86,18 +86,29 @@ def load_run(run_dir, option="--run-dir"):
         run["layers"] = summary.get("layers") or []
         run["sizes"] = {k: summary.get(k) for k in SIZES}
     else:
-        run["layers"], run["sizes"] = _rebuilt_layers(chosen, settings.get("scale", 3))
+        run["layers"], run["sizes"] = _rebuilt_layers(chosen, settings.get("scale", 3),
+                                                      settings.get("tune_filters"))
     return run
 
 
-def _rebuilt_layers(chosen, scale):
+def _rebuilt_layers(chosen, scale, tune_filters=None):
     """(layers, sizes) as summary.yaml gives them, for runs without one: bits from the chosen
-    row's quantizers, parameter counts from an untrained float base7."""
+    row's quantizers, parameter counts from an untrained float base7 at the row's widths
+    (conv_i_filters columns; a filters_multiplier column scales the layers run.yaml's
+    `tune_filters` names; neither: base7's own)."""
     if chosen is None:
         return [], {}
-    from solvers.networks.base7 import base7
-    counts = cost.layer_sizes(base7(scale=scale))
-    layers = [{"name": s.name, "weights": s.weights, "biases": s.biases,
+    from solvers.networks.base7 import base7, base_filters, scaled_filters
+    widths = {name: int(number(chosen[f"{name}_filters"])) for name in base_filters(scale)
+              if number(chosen.get(f"{name}_filters")) is not None}
+    multiplier = number(chosen.get("filters_multiplier"))
+    if multiplier is not None and tune_filters:
+        widths.update({name: scaled_filters(width, multiplier)
+                       for name, width in (tune_filters.get("layers") or {}).items()})
+    model = base7(scale=scale, filters=widths)
+    counts = cost.layer_sizes(model)
+    layers = [{"name": s.name, "filters": int(model.get_layer(s.name).filters),
+               "weights": s.weights, "biases": s.biases,
                "kernel_bits": bits_of(chosen.get(f"{s.name}_kernel")),
                "bias_bits": bits_of(chosen.get(f"{s.name}_bias")),
                "activation_bits": bits_of(chosen.get(f"act_{i}_activation"))}

@@ -186,9 +186,13 @@ def summary_md(run):
     if not layers:
         return "No chosen model.\n"
     show = lambda v: "–" if v is None else str(v)  # noqa: E731
-    lines = ["| layer | weights | biases | kernel bits | bias bits | activation bits | bits |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {x['name']} | {x['weights']} | {x['biases']} | {show(x['kernel_bits'])} | "
+    # Filters: each layer's width (the chosen ones after a filter search); older summaries lack it.
+    filters = any("filters" in x for x in layers)
+    lines = ["| layer |" + (" filters |" if filters else "") + " weights | biases | kernel bits | "
+             "bias bits | activation bits | bits |", "|---|" + ("---:|" if filters else "")
+             + "---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {x['name']} |" + (f" {show(x.get('filters'))} |" if filters else "")
+              + f" {x['weights']} | {x['biases']} | {show(x['kernel_bits'])} | "
               f"{show(x['bias_bits'])} | {show(x['activation_bits'])} | "
               f"{x['weights'] * (x['kernel_bits'] or 0) + x['biases'] * (x['bias_bits'] or 0)} |"
               for x in layers]

@@ -141,6 +141,8 @@ def run_baselines(space, train_ds, val_ds, epochs, steps_per_epoch, scale, learn
     for label, bits, quantizers in plan:
         print(f"\nbaseline {label} ({len(rows) + 1}/{len(plan)})", flush=True)
         keras.utils.set_random_seed(seed)  # every baseline starts from the same initial state
+        # base7's own widths, whatever tune_filters says: a baseline is the designed network at
+        # one bit width, the yardstick a search (rebalanced or not) is judged against.
         model = train.compile_model(base7(scale=scale, quantizers=quantizers), learning_rate,
                                     border=scale)
         tensorboard = keras.callbacks.TensorBoard(

@@ -3,7 +3,9 @@ epoch's logs.
 
 AutoQKeras' "forgiving factor", made correct for a loss (lower is better):
 
-    reference = the goal's cost of the same network (same widths) with every quantizer at ref_bits
+    reference = the goal's cost of the network at base7's designed widths (whatever widths a filter
+                search chose: AutoQKeras' reference is the original model, so wider layers cost
+                more than it and narrower ones less) with every quantizer at ref_bits
     trial     = the goal's cost of this model (cost.costs: bits, bops or energy, `goal:` in the YAML)
     i         = log(reference · stress / trial) / log(rate)      # halvings of cost vs the reference
     delta     = i · delta_p / 100   if i >= 0   else   i · delta_n / 100
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from solvers.networks.base7 import base7, base_filters, layer_filters
 from solvers.search import cost
 
 
@@ -42,8 +45,22 @@ def blended_score(val_loss, trial_cost, reference_cost, params=ObjectiveParams()
 _reference_costs = {}  # (architecture, goal, ref_bits) -> cost: every trial of a search shares it
 
 
+def _designed(model):
+    """`model`, or base7 at its designed widths when `model` is a base7 with other widths (a
+    filter search's choice): the network the reference cost is taken of."""
+    m = sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers) - 3
+    scale = cost._scale(model)  # the DepthToSpace block size
+    try:
+        widths = layer_filters(model, m)
+    except ValueError:  # not base7: no designed widths to go back to
+        return model
+    return model if widths == base_filters(scale, m=m) else base7(scale=scale, m=m)
+
+
 def reference_cost(model, params):
-    """The goal's cost of `model`'s architecture with every quantizer at ref_bits (cached)."""
+    """The goal's cost of `model`'s architecture at base7's designed widths with every quantizer
+    at ref_bits (cached)."""
+    model = _designed(model)
     shape = tuple((layer.name, tuple(w.shape)) for layer in model.layers for w in layer.weights
                   if "kernel" in w.path)
     key = (shape, params.goal, params.ref_bits)
