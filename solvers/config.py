@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from solvers.networks.base7 import FilterSearch, base_filters, hp_name, searchable_convs
+from solvers.networks.base7 import (FilterSearch, QuantizerChoice, base_filters, hp_name,
+                                    searchable_convs)
 from solvers.search.cost import Goal
 from solvers.search.objective import ObjectiveParams
 
@@ -43,7 +44,8 @@ class SearchSpace:
     kernel: dict
     bias: dict
     activation: dict
-    limit: dict = field(default_factory=dict)   # {"Conv2D" or layer name: {kind: max bits}}
+    limit: dict = field(default_factory=dict)   # {key: {kind: max bits or (quantizer strings)}}
+    shared: dict = field(default_factory=dict)  # {regex limit key: name of its shared choice}
     objective: ObjectiveParams = ObjectiveParams()
     tune_filters: str = "none"                   # none | block | layer (filter_search)
     tune_filters_multipliers: tuple = MULTIPLIERS
@@ -123,27 +125,89 @@ def _section(path, data, section):
     return checked
 
 
-def _limit(path, data, layer_names):
-    """{"Conv2D": [k, b], "Activation": [a], "conv_3": [k, b], ...} → {key: {kind: max bits}}."""
+KINDS = ("kernel", "bias", "activation")
+DEFAULT = "default"     # limit key: every layer no other key matches
+SHARED = "shared"       # limit value key: the layers a regex matches share one choice, this name
+
+
+def _layer_kinds(name):
+    return LAYER_TYPES["Conv2D" if name.startswith("conv_") else "Activation"]
+
+
+def _limit(path, data, layer_names, sections):
+    """The `limit` section → ({key: {kind: max bits or (quantizer strings)}}, {regex key: shared
+    name}). A key is a layer type (Conv2D, Activation), a layer name, `default`, or a regular
+    expression over layer names (re.fullmatch); see search_choices for the precedence."""
     raw = data.get("limit") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: limit: expected a mapping such as {{Conv2D: [8, 8], Activation: [8]}}")
-    limit = {}
+    limit, shared = {}, {}
     for key, value in raw.items():
+        key, where = str(key), f"{path}: limit: {key}"
+        regex = False
         if key in LAYER_TYPES:
             kinds = LAYER_TYPES[key]
         elif key in layer_names:
-            kinds = LAYER_TYPES["Conv2D" if key.startswith("conv_") else "Activation"]
+            kinds = _layer_kinds(key)
+        elif key == DEFAULT:
+            kinds = KINDS
         else:
-            raise ConfigError(f"{path}: limit: unknown layer type or name {key!r}; allowed: "
-                              f"{', '.join(LAYER_TYPES)} or a layer name ({', '.join(layer_names)})")
-        values = value if isinstance(value, list) else [value]
-        if not 1 <= len(values) <= len(kinds):
-            raise ConfigError(f"{path}: limit: {key}: expected up to {len(kinds)} max bits "
-                              f"({', '.join(kinds)}), got {value!r}")
-        values = values + values[-1:] * (len(kinds) - len(values))  # [8] on Conv2D means [8, 8]
-        limit[key] = {k: _check_bits(f"{path}: limit: {key}", v) for k, v in zip(kinds, values)}
-    return limit
+            allowed = (f"allowed: {', '.join(LAYER_TYPES)}, {DEFAULT}, a layer name "
+                       f"({', '.join(layer_names)}) or a regular expression matching whole names")
+            try:
+                pattern = re.compile(key)
+            except re.error as e:
+                raise ConfigError(f"{path}: limit: unknown layer type or name {key!r}, and not a "
+                                  f"valid regular expression ({e}); {allowed}") from None
+            matched = [n for n in layer_names if pattern.fullmatch(n)]
+            if layer_names and not matched:
+                raise ConfigError(f"{path}: limit: unknown layer type or name {key!r}, and as a "
+                                  f"regular expression it matches no layer; {allowed}")
+            regex = True
+            kinds = tuple(k for k in KINDS if any(k in _layer_kinds(n) for n in matched)) \
+                if matched else KINDS
+        limit[key], name = _limit_value(where, value, kinds, sections)
+        if name is not None:
+            if not regex:
+                raise ConfigError(f"{where}: {SHARED}: only the layers of a regular-expression "
+                                  "key can share a choice")
+            if not re.fullmatch(r"[A-Za-z_]\w*", name) or name in layer_names \
+                    or name in shared.values():
+                raise ConfigError(f"{where}: {SHARED}: {name!r} is not a new name (letters, "
+                                  "digits, _; not a layer name nor another shared name)")
+            shared[key] = name
+    return limit, shared
+
+
+def _limit_value(where, value, kinds, sections):
+    """({kind: max bits or (quantizer strings)}, shared name or None) of one limit entry."""
+    def one(kind, v, at):
+        if isinstance(v, list) and v and all(isinstance(q, str) for q in v):
+            unknown = [q for q in v if q not in sections[kind]]
+            if unknown:
+                raise ConfigError(f'{at}: "{unknown[0]}" is not a quantizer of section {kind}')
+            return tuple(v)
+        return _check_bits(at, v, "an integer from 1 to 32 (max bits) or a non-empty list of "
+                                  f"quantizer strings of section {kind}")
+
+    if isinstance(value, dict):
+        unknown = sorted(set(map(str, value)) - set(kinds) - {SHARED})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: "
+                              f"{', '.join(kinds + (SHARED,))}")
+        name = value.get(SHARED)
+        if SHARED in value and not isinstance(name, str):
+            raise ConfigError(f"{where}: {SHARED}: {name!r} is not a name")
+        return {k: one(k, v, f"{where}: {k}") for k, v in value.items() if k != SHARED}, name
+    values = value if isinstance(value, list) else [value]
+    if len(kinds) == 1 and values and all(isinstance(q, str) for q in values):
+        return {kinds[0]: one(kinds[0], values, where)}, None  # [quantizer strings]
+    if not 1 <= len(values) <= len(kinds):
+        raise ConfigError(f"{where}: expected up to {len(kinds)} max bits "
+                          f"({', '.join(kinds)}), or a mapping {{{': ..., '.join(kinds)}: ...}}, "
+                          f"got {value!r}")
+    values = values + values[-1:] * (len(kinds) - len(values))  # [8] on Conv2D means [8, 8]
+    return {k: _check_bits(where, v) for k, v in zip(kinds, values)}, None
 
 
 def _objective(path, data):
@@ -225,8 +289,9 @@ def load_search_space(path, layer_names=()):
     if unknown:
         raise ConfigError(f"{path}: unknown section {sorted(map(str, unknown))[0]!r}; allowed: "
                           f"{', '.join(SECTIONS + OPTIONAL_SECTIONS)}")
-    return SearchSpace(**{s: _section(path, data, s) for s in SECTIONS},
-                       limit=_limit(path, data, list(layer_names)),
+    sections = {s: _section(path, data, s) for s in SECTIONS}
+    limit, shared = _limit(path, data, list(layer_names), sections)
+    return SearchSpace(**sections, limit=limit, shared=shared,
                        objective=_objective(path, data), **_tune_filters(path, data))
 
 
@@ -256,21 +321,76 @@ def _tune_filters(path, data):
             "tune_filters_exceptions": exceptions}
 
 
-def search_choices(space, conv_names, act_names, path="quantization_config.yaml"):
-    """{hyperparameter name: [quantizer strings, fewest bits first]} after the limit.
+def _deciding_limit(space, names, layer, layer_type, kind, path):
+    """(key, max bits or quantizer strings) of the limit entry that decides one layer's kind:
+    its exact name > a regular expression (re.fullmatch) > its type > default; (None, 32) for
+    none. Two regular expressions deciding the same layer's kind are a ConfigError."""
+    regexes = [k for k, spec in space.limit.items() if kind in spec and k not in LAYER_TYPES
+               and k != DEFAULT and k not in names and re.fullmatch(k, layer)]
+    if len(regexes) > 1:
+        raise ConfigError(f"{path}: limit: {regexes[0]!r} and {regexes[1]!r} both set {layer}'s "
+                          f"{kind}; make one of them not match it, or add a {layer} key")
+    for key in [layer, *regexes, layer_type, DEFAULT]:
+        if kind in space.limit.get(key, {}):
+            return key, space.limit[key][kind]
+    return None, 32
 
-    A layer's own limit (by name) wins over its type's limit. An empty choice is a ConfigError.
+
+def _choice(layers, kind, name, options):
+    """A QuantizerChoice over [(bits, quantizer)]: by width where each width has one quantizer."""
+    widths = [bits for bits, _ in options]
+    if len(set(widths)) == len(widths):
+        return QuantizerChoice(layers, kind, f"{name}_bits", tuple(widths), dict(options))
+    return QuantizerChoice(layers, kind, name, tuple(q for _, q in options),
+                           {q: q for _, q in options})
+
+
+def search_choices(space, conv_names, act_names, path="quantization_config.yaml"):
+    """{hyperparameter name: base7.QuantizerChoice} of every layer's quantizers after the limit.
+
+    Which limit entry decides a layer's kind: its exact name > a regular expression over layer
+    names (re.fullmatch) > its type (Conv2D, Activation) > default; an entry is max bits or a
+    list of the section's quantizer strings. An empty choice is a ConfigError.
+    Where each width left has one quantizer (the shipped config) the hyperparameter is the width,
+    an ordered integer named <layer>_<kind>_bits (conv_0_kernel_bits, act_0_activation_bits),
+    mapped to its quantizer through the YAML; where two quantizers of a layer share a width it
+    is the quantizer string, named <layer>_<kind> (conv_0_kernel) as before. The layers of a
+    regular-expression entry with `shared: NAME` take one choice per kind, NAME_<kind>_bits (or
+    NAME_<kind>), and must be left the same options.
     """
-    choices = {}
+    names = list(conv_names) + list(act_names)
     layers = [(c, "Conv2D", k) for c in conv_names for k in ("kernel", "bias")]
     layers += [(a, "Activation", "activation") for a in act_names]
+    per_layer = {}  # (layer, kind): [(bits, quantizer)], fewest bits first
     for layer, layer_type, kind in layers:
-        max_bits = space.limit.get(layer, space.limit.get(layer_type, {})).get(kind, 32)
-        options = sorted((bits, q) for q, bits in getattr(space, kind).items() if bits <= max_bits)
+        key, spec = _deciding_limit(space, names, layer, layer_type, kind, path)
+        section = getattr(space, kind)
+        if isinstance(spec, tuple):
+            options = sorted((section[q], q) for q in spec)
+        else:
+            options = sorted((bits, q) for q, bits in section.items() if bits <= spec)
         if not options:
-            raise ConfigError(f"{path}: limit: {layer} {kind} at most {max_bits} bits leaves no "
+            raise ConfigError(f"{path}: limit: {layer} {kind} at most {spec} bits leaves no "
                               f"quantizer in section {kind}")
-        choices[hp_name(layer, kind)] = [q for _, q in options]
+        per_layer[layer, kind] = options
+    groups = {}  # (layer, kind): the shared group's layers
+    for key, name in space.shared.items():
+        for kind in KINDS:
+            group = tuple(layer for layer, _, k in layers if k == kind and re.fullmatch(key, layer))
+            for layer in group:
+                if (layer, kind) in groups:
+                    raise ConfigError(f"{path}: limit: {key}: {layer} is already in another "
+                                      "shared choice")
+                if per_layer[layer, kind] != per_layer[group[0], kind]:
+                    raise ConfigError(f"{path}: limit: {key}: shared layers {group[0]} and "
+                                      f"{layer} are left different {kind} options")
+                groups[layer, kind] = (hp_name(name, kind), group)
+    choices = {}
+    for layer, _, kind in layers:
+        name, group = groups.get((layer, kind), (hp_name(layer, kind), (layer,)))
+        if group[0] == layer:  # a shared choice comes where its first layer's would
+            choice = _choice(group, kind, name, per_layer[layer, kind])
+            choices[choice.name] = choice
     return choices
 
 

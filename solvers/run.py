@@ -15,7 +15,7 @@ from solvers.report import pareto, records, report_md
 from solvers.search import baselines, distributed, retrain, tuners
 from solvers.config import (PROFILES, ConfigError, filter_search, load_search_space,
                             search_choices)
-from solvers.networks.base7 import MyHyperModel, base7, layer_names
+from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
 
 # Each trial is a new model, so tf.function traces anew; TensorFlow's retracing warning is expected.
 tf.get_logger().setLevel("ERROR")
@@ -106,7 +106,8 @@ def run_settings(args, run_name, profile, space, choices, filters=None):
         "data": {k: getattr(args, k) for k in ("data", "lr_data", "div2k_root", "train_images",
                                                 "val_images")},
         "objective": dataclasses.asdict(space.objective),
-        "search_space": {**choices, **(filters.choices() if filters else {})}, **tuned,
+        "search_space": {**{name: list(c.options) for name, c in choices.items()},
+                         **(filters.choices() if filters else {})}, **tuned,
         "quantizers": baselines.quantizer_maps(space),  # matched against baselines.yaml
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "keras_tuner": keras_tuner.__version__, "qkeras": qkeras.__version__},
@@ -153,11 +154,12 @@ def search_and_retrain(args):
                                               border=args.scale, xla=args.xla),
         fit_fn=_fit_fn(space.objective, profile.patience), scale=args.scale,
         float_weights=float_weights, filter_search=filters)
-    names = list(choices) + list(filters.choices() if filters else {})  # trials.csv's hp columns
+    names = list(choices) + list(filters.choices() if filters else {})  # the hyperparameters
+    columns = records.trial_columns(names, choices)  # and each layer's quantizer string
 
     def write_trials_csv(oracle):  # after every trial: an interrupted search still shows its trials
-        rows = records.trial_rows(oracle, names, os.path.join(run_dir, "tuner"))
-        records.write_trials_csv(os.path.join(run_dir, "trials.csv"), rows, names)
+        rows = records.trial_rows(oracle, names, os.path.join(run_dir, "tuner"), choices)
+        records.write_trials_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
     tuner = tuners.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
                               args.seed, run_dir, on_trial_recorded=write_trials_csv)
     print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
@@ -174,6 +176,7 @@ def search_and_retrain(args):
     values, before, after = retrain.retrain_best(
         tuner, train_ds, val_ds, profile.epochs, profile.retrain_epochs, profile.steps_per_epoch,
         space.objective, run_dir, tb_dir)
+    values = {**values, **quantizer_values(choices, values)}  # widths → quantizer strings
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale,
                               filters=hypermodel.widths(values))
     best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))

@@ -2,7 +2,7 @@
 import pytest
 
 from solvers.config import ConfigError, filter_choices, load_search_space, search_choices
-from solvers.networks.base7 import layer_names
+from solvers.networks.base7 import layer_names, quantizer_values
 from solvers.search.objective import ObjectiveParams
 
 CONV, ACT = layer_names()
@@ -35,7 +35,12 @@ def test_shipped_config_has_bits_2_to_8_everywhere():
     assert space.activation["quantized_relu(2,8)"] == 2
     assert space.limit == {} and space.objective == ObjectiveParams()
     choices = search_choices(space, CONV, ACT)
-    assert len(choices) == 20 and all(len(v) == 7 for v in choices.values())
+    assert len(choices) == 20 and all(c.options == tuple(range(2, 9)) for c in choices.values())
+    # One quantizer per width: the hyperparameters are the widths, mapped back through the YAML.
+    assert sorted(choices)[:3] == ["act_0_activation_bits", "act_1_activation_bits",
+                                   "act_2_activation_bits"]
+    assert choices["conv_0_kernel_bits"].quantizers[5] == 'quantized_bits(5,0,alpha="auto_po2")'
+    assert choices["conv_6_bias_bits"].quantizers[2] == "quantized_bits(2,0,alpha=1.0)"
     assert space.tune_filters == "none" and filter_choices(space) == {}  # no filter search
 
 
@@ -102,8 +107,23 @@ def test_limit_by_type_and_by_name(tmp_path):
     space = load_search_space(write(tmp_path, text), CONV + ACT)
     assert space.limit["Conv2D"] == {"kernel": 4, "bias": 4}  # one value applies to both
     choices = search_choices(space, CONV, ACT)
-    assert choices["conv_0_kernel"] == ["quantized_bits(2,0,alpha=1.0)", "quantized_bits(4,0,alpha=1.0)"]
-    assert choices["conv_6_kernel"][-1] == "quantized_bits(8,0,alpha=1.0)"  # the name wins
+    assert choices["conv_0_kernel_bits"].options == (2, 4)
+    assert choices["conv_6_kernel_bits"].quantizers[8] == "quantized_bits(8,0,alpha=1.0)"  # name wins
+
+
+def test_two_quantizers_of_one_width_keep_a_string_hyperparameter(tmp_path):
+    kernel = ('  "quantized_bits(4,0,alpha=1.0)": 4\n  \'quantized_bits(4,0,alpha="auto_po2")\': 4\n'
+              '  "quantized_bits(2,0,alpha=1.0)": 2\n')
+    space = load_search_space(write(tmp_path, minimal("limit: {conv_6: [2, 4]}\n", kernel=kernel)),
+                              CONV + ACT)
+    choices = search_choices(space, CONV, ACT)
+    assert "conv_0_kernel_bits" not in choices
+    assert choices["conv_0_kernel"].options[0] == "quantized_bits(2,0,alpha=1.0)"
+    assert len(choices["conv_0_kernel"].options) == 3
+    assert choices["conv_0_kernel"].quantizers[choices["conv_0_kernel"].options[1]] == \
+        choices["conv_0_kernel"].options[1]
+    # Limited to 2 bits, conv_6's kernel has one quantizer per width again; its bias too.
+    assert choices["conv_6_kernel_bits"].options == (2,) and "conv_6_bias_bits" in choices
 
 
 def test_a_limit_that_leaves_nothing_is_a_config_error(tmp_path):
@@ -127,3 +147,62 @@ def test_filter_exceptions_that_match_nothing_or_everything_are_config_errors(tm
     message = str(excinfo.value)
     assert message.startswith(f"{path}: tune_filters_exceptions: ") and "\n" not in message
     assert part in message
+
+
+LIMIT_KERNEL = "".join(f'  "quantized_bits({b},0,alpha=1.0)": {b}\n' for b in (2, 4, 6, 8))
+LIMIT_RELU = "".join(f'  "quantized_relu({b},8)": {b}\n' for b in (2, 4, 8))
+
+
+def _limited(tmp_path, limit):
+    text = (f"kernel:\n{LIMIT_KERNEL}bias:\n{LIMIT_KERNEL}activation:\n{LIMIT_RELU}"
+            f"limit:\n{limit}")
+    return load_search_space(write(tmp_path, text), CONV + ACT)
+
+
+def test_limit_by_regex_default_lists_and_precedence(tmp_path):
+    space = _limited(tmp_path, "  default: 6\n  Activation: 4\n  'conv_[1-3]': [4, 2]\n"
+                     "  conv_2: {kernel: ['quantized_bits(8,0,alpha=1.0)', 'quantized_bits(2,0,alpha=1.0)']}\n"
+                     "  'act_[45]': ['quantized_relu(8,8)']\n")
+    choices = search_choices(space, CONV, ACT)
+    options = {name: c.options for name, c in choices.items()}
+    assert options["conv_0_kernel_bits"] == (2, 4, 6) and options["conv_6_bias_bits"] == (2, 4, 6)
+    assert options["conv_1_kernel_bits"] == (2, 4) and options["conv_1_bias_bits"] == (2,)
+    assert options["conv_2_kernel_bits"] == (2, 8)  # the name beats the regex, for the kernel
+    assert options["conv_2_bias_bits"] == (2,)      # the bias still from the regex
+    assert options["act_0_activation_bits"] == (2, 4)  # type beats default
+    assert options["act_4_activation_bits"] == (8,)    # regex beats type
+
+
+def test_a_shared_limit_makes_one_choice_for_its_layers(tmp_path):
+    space = _limited(tmp_path, "  'conv_[1-4]': {kernel: 4, shared: middle}\n"
+                     "  'act_[1-4]': {activation: 4, shared: middle_relu}\n")
+    choices = search_choices(space, CONV, ACT)
+    assert len(choices) == 2 * 3 + 2 + 2 + 1  # conv_0,5,6; shared kernel, bias; act_0,5; shared
+    kernel = choices["middle_kernel_bits"]
+    assert kernel.layers == ("conv_1", "conv_2", "conv_3", "conv_4") and kernel.options == (2, 4)
+    assert choices["middle_bias_bits"].options == (2, 4, 6, 8)
+    assert "conv_2_kernel_bits" not in choices and "act_3_activation_bits" not in choices
+    values = {name: c.options[-1] for name, c in choices.items()}
+    strings = quantizer_values(choices, values)
+    assert strings["conv_3_kernel"] == "quantized_bits(4,0,alpha=1.0)"
+    assert strings["act_2_activation"] == "quantized_relu(4,8)" and len(strings) == 20
+
+
+@pytest.mark.parametrize("limit, part", [
+    ("  'conv_[': 4\n", "limit: unknown layer type or name 'conv_[', and not a valid regular"),
+    ("  'dense_.*': 4\n", "matches no layer"),
+    ("  conv_0: {kernel: ['quantized_bits(3,0,alpha=1.0)']}\n",
+     'limit: conv_0: kernel: "quantized_bits(3,0,alpha=1.0)" is not a quantizer of section kernel'),
+    ("  conv_0: {activation: 4}\n", "limit: conv_0: unknown key 'activation'; allowed: kernel, bias"),
+    ("  Conv2D: {kernel: 4, shared: all}\n", "limit: Conv2D: shared: only the layers of a regular"),
+    ("  'conv_.': {shared: conv_1}\n", "shared: 'conv_1' is not a new name"),
+    ("  'conv_[0-3]': 4\n  'conv_[3-5]': 2\n", "'conv_[0-3]' and 'conv_[3-5]' both set conv_3"),
+    ("  'conv_[0-3]': {kernel: 4, shared: a}\n  conv_1: [8]\n",
+     "limit: conv_[0-3]: shared layers conv_0 and conv_1 are left different kernel options"),
+    ("  default: [4, 4, 4, 4]\n", "limit: default: expected up to 3 max bits"),
+    ("  'conv_.*': [4, 4, 4]\n", "limit: conv_.*: expected up to 2 max bits"),
+])
+def test_bad_limits_are_one_line_config_errors(tmp_path, limit, part):
+    with pytest.raises(ConfigError) as e:
+        search_choices(_limited(tmp_path, limit), CONV, ACT)
+    assert part in str(e.value) and "\n" not in str(e.value)

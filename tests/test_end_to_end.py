@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import run_autoq, write_images
 from solvers.search import cost
 from solvers.networks.base7 import base7, hp_name, layer_names, quantizers_from_hp
+from solvers.report import pareto
 from solvers.report.records import load_best_config
 
 TINY = ["--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8",
@@ -49,6 +50,27 @@ def _tensorboard_text(folder):
     return b"".join(p.read_bytes() for p in folder.rglob("events.out.tfevents.*"))
 
 
+def _hparams_and_scalars(folder):
+    """({hyperparameter: value} of the HParams session starts, {scalar tags}) of the TensorBoard
+    events under `folder`: what the HParams dashboard lists as hyperparameters and (inferred
+    from the session's runs) as metrics."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    hparams, tags = {}, set()
+    for path in folder.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data
+                if plugin.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+                    for name, v in data.session_start_info.hparams.items():
+                        hparams[name] = v.number_value if v.HasField("number_value") \
+                            else v.string_value
+                elif plugin.plugin_name == "scalars" or value.HasField("simple_value"):
+                    tags.add(value.tag)
+    return hparams, tags
+
+
 def fake_div2k(root):
     """A tiny tree with DIV2K's official names: 3 training and 2 validation images at ×3."""
     rng = np.random.default_rng(0)
@@ -84,6 +106,8 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source, goal):
     # so picking the wrong one as the winner below cannot go unnoticed.
     assert len(HP_NAMES) == 20 and set(rows[0]) >= set(HP_NAMES)
     assert len({tuple(r[h] for h in HP_NAMES) for r in rows}) == 2
+    # Next to each quantizer string, its width: the hyperparameter (conv_0_kernel_bits).
+    assert all(int(r[f"{h}_bits"]) == pareto.bits_of(r[h]) for r in rows for h in HP_NAMES)
     for row in rows:
         assert float(row["size_bits"]) > 0 and float(row["val_psnr"]) > 0
         assert set(row) >= {"val_loss", "val_score", "conv_6_bias", "act_5_activation"}
@@ -122,6 +146,14 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source, goal):
     column = {"energy": "energy_pj", "bits": "bits"}[goal]
     assert f"Its goal cost ({column})" in report and "energy_pj (µJ)" in report
     for trial_dir in trial_dirs:
+        # HParams: the widths as numbers (not truncated quantizer strings), and every cost next
+        # to val_psnr as metrics (scalars of the session's runs).
+        hparams, tags = _hparams_and_scalars(trial_dir)
+        assert {f"{h}_bits" for h in HP_NAMES} <= set(hparams), sorted(hparams)
+        assert all(isinstance(hparams[f"{h}_bits"], float) and 2 <= hparams[f"{h}_bits"] <= 8
+                   for h in HP_NAMES)
+        assert {"epoch_size_bits", "epoch_bits", "epoch_bops", "epoch_energy_pj", "epoch_cost",
+                "epoch_psnr"} <= tags, sorted(tags)
         text = _tensorboard_text(trial_dir)
         assert b"hparams" in text and b"epoch_score" in _tensorboard_text(trial_dir / "execution0" / "validation")
     assert b"epoch_psnr" in _tensorboard_text(tb_dir / "retrain" / "validation")

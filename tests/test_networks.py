@@ -90,9 +90,10 @@ def _hypermodel(choices, float_weights=None):
 def test_hypermodel_layers_carry_exactly_the_sampled_quantizers():
     values = mixed_quantizers()
     hp = kt.HyperParameters()
-    for name, value in values.items():
-        hp.Fixed(name, value)
+    for name, value in values.items():  # the hyperparameters are widths: conv_0_kernel_bits...
+        hp.Fixed(f"{name}_bits", int(value[15]))
     model = _hypermodel(search_choices(SPACE, CONV, ACT)).build(hp)
+    assert len(hp.space) == 20
     for conv in CONV:
         layer = model.get_layer(conv)
         assert layer.kernel_quantizer_internal.bits == int(values[f"{conv}_kernel"][15])
@@ -111,12 +112,13 @@ def test_hypermodel_declares_13_layers_of_choices_and_honours_the_limit():
     _hypermodel(search_choices(limited, CONV, ACT)).build(hp)
     assert len(hp.space) == 2 * len(CONV) + len(ACT) == 20
     for p in hp.space:
-        bits = [int(v.split("(")[1].split(",")[0]) for v in p.values]
+        bits = p.values
+        assert p.name.endswith("_bits") and p.ordered and bits == sorted(bits)
         if p.name.startswith("conv_0"):
             assert max(bits) == 8
-        elif p.name.endswith("_kernel"):
+        elif p.name.endswith("_kernel_bits"):
             assert max(bits) == 4 and min(bits) == 2
-        elif p.name.endswith("_bias"):
+        elif p.name.endswith("_bias_bits"):
             assert max(bits) == 6
         else:
             assert bits == [2, 3]
@@ -245,3 +247,20 @@ def test_hypermodel_builds_the_searched_widths():
                  filter_search=layer).build(hp)
     assert [p.name for p in hp.space][20:] == ["conv_1_filters", "conv_5_filters"]
     assert hp.values["conv_1_filters"] == 28 and hp.space[20].ordered
+
+
+def test_progress_line_shows_bits_of_width_and_string_hyperparameters():
+    from solvers.search.tuners import describe
+    values = {"conv_0_kernel_bits": 4, "conv_0_bias_bits": 8, "act_0_activation_bits": 3,
+              "conv_1_kernel": KBITS[6], "conv_1_bias_bits": 2}
+    assert describe(values, {KBITS[6]: 6}) == "conv_0 4/8 r3 | conv_1 6/2"
+
+
+def test_hypermodel_builds_a_shared_choice_into_every_layer_of_it():
+    shared = SearchSpace(**{**SPACE.__dict__, "limit": {"conv_[1-4]": {"kernel": 5}},
+                            "shared": {"conv_[1-4]": "middle"}})
+    hp = kt.HyperParameters()
+    hp.Fixed("middle_kernel_bits", 3)
+    model = _hypermodel(search_choices(shared, CONV, ACT)).build(hp)
+    assert [model.get_layer(c).kernel_quantizer_internal.bits for c in CONV[1:5]] == [3] * 4
+    assert len(hp.space) == 20 - 2 * 3 and "middle_bias_bits" in [p.name for p in hp.space]

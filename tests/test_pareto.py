@@ -99,6 +99,12 @@ def test_helpers():
            "act_0_activation": "quantized_relu(7,8)", "conv_1_kernel": "quantized_bits(8,0)",
            "conv_1_bias": "quantized_bits(2,0)"}
     assert pareto.bits_summary(row) == "5/3/7 8/2"
+    # trials.csv with width hyperparameters: the integer column wins (no string needed).
+    widths = {"conv_0_kernel_bits": "4", "conv_0_bias_bits": "6", "act_0_activation_bits": "2",
+              "conv_1_kernel_bits": "3", "conv_1_bias": "quantized_bits(7,0)"}
+    assert pareto.bits_summary(widths) == "4/6/2 3/7"
+    assert pareto.bits_summary({**row, "conv_0_kernel_bits": "6"}) == "6/3/7 8/2"
+    assert pareto.layer_bits({}, "conv_0_kernel") is None
     assert sorted(["10", "9", "x"], key=lambda t: pareto.trial_key({"trial_id": t})) == \
         ["9", "10", "x"]
 

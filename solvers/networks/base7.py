@@ -27,8 +27,46 @@ def layer_names(m=4):
 
 
 def hp_name(layer, kind):
-    """Hyperparameter / CSV column name of one quantizer, e.g. conv_3_kernel, act_0_activation."""
+    """Name of one layer's quantizer string: the trials.csv column and best_config.yaml key (and
+    the hyperparameter where widths do not name the quantizers), e.g. conv_3_kernel, act_0_activation."""
     return f"{layer}_{kind}"
+
+
+def bits_hp_name(layer, kind):
+    """Name of the integer hyperparameter (and trials.csv column) of one quantizer's width, e.g.
+    conv_3_kernel_bits, act_0_activation_bits."""
+    return f"{hp_name(layer, kind)}_bits"
+
+
+@dataclass(frozen=True)
+class QuantizerChoice:
+    """One layer's choice of one kind of quantizer (config.search_choices builds them).
+
+    layers: the layers that take this choice: one, or those of a `shared` limit entry.
+    name: the hyperparameter: bits_hp_name (conv_0_kernel_bits; for shared layers
+        <shared name>_<kind>_bits) when each width left after the limit has one quantizer, the
+        options then being those widths (ordered integers, which TensorBoard's HParams and the
+        Bayesian oracle read as numbers); hp_name (conv_0_kernel) otherwise, the options being
+        the quantizer strings.
+    options: the hyperparameter's values, fewest bits first.
+    quantizers: {option: qkeras quantizer string}.
+    """
+    layers: tuple
+    kind: str
+    name: str
+    options: tuple
+    quantizers: dict
+
+    @property
+    def by_bits(self):
+        return all(isinstance(x, int) for x in self.options)
+
+
+def quantizer_values(choices, values):
+    """{hp_name: quantizer string} of every layer's quantizers for these hyperparameter values
+    (choices: config.search_choices) — quantizers_from_hp's input, trials.csv's string columns."""
+    return {hp_name(layer, c.kind): c.quantizers[values[c.name]] for c in choices.values()
+            if c.name in values for layer in c.layers}
 
 
 def base_filters(scale=3, num_fea=28, m=4, out_channels=3):
@@ -115,7 +153,8 @@ def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=No
 
 
 def quantizers_from_hp(values, m=4):
-    """Per-layer quantizer dict (base7's `quantizers` argument) from flat hyperparameter values."""
+    """Per-layer quantizer dict (base7's `quantizers` argument) from flat quantizer strings keyed
+    by hp_name (quantizer_values turns hyperparameter values into these)."""
     conv_names, act_names = layer_names(m)
     quantizers = {c: {k: values[hp_name(c, k)] for k in ("kernel", "bias")} for c in conv_names}
     quantizers.update({a: {"activation": values[hp_name(a, "activation")]} for a in act_names})
@@ -215,8 +254,8 @@ class FilterSearch:
 class MyHyperModel(kt.HyperModel):
     """Quantized base7 whose 13 layers each pick their quantizers from the search space.
 
-    choices: {hyperparameter name: [quantizer strings]} (config.search_choices: the YAML search
-        space after the per-layer-type limit); every entry becomes one hp.Choice.
+    choices: {hyperparameter name: QuantizerChoice} (config.search_choices: the YAML search
+        space after the limit); every entry becomes one hp.Choice (ordered for widths).
     compile_fn(model): compiles a built model (train.compile_model), so trials, retrain and
         baselines share one optimizer, loss and metric setup.
     fit_fn(model, *args, **kwargs): the one training loop (train.fit); the tuner's callbacks arrive
@@ -243,11 +282,13 @@ class MyHyperModel(kt.HyperModel):
         return widths
 
     def build(self, hp):
-        values = {name: hp.Choice(name, options) for name, options in self.choices.items()}
+        values = {name: hp.Choice(name, list(c.options), ordered=True if c.by_bits else None)
+                  for name, c in self.choices.items()}
         if self.filter_search is not None:
             values.update({name: hp.Choice(name, options, default=self.filter_search.default(name))
                            for name, options in self.filter_search.choices().items()})
-        model = base7(scale=self.scale, m=self.m, quantizers=quantizers_from_hp(values, self.m),
+        quantizers = quantizers_from_hp(quantizer_values(self.choices, values), self.m)
+        model = base7(scale=self.scale, m=self.m, quantizers=quantizers,
                       filters=self.widths(values))
         if self.float_weights is not None:
             copy_float_weights(model, self.float_weights)

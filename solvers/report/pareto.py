@@ -56,6 +56,15 @@ def bits_of(quantizer):
     return int(match.group(1)) if match else None
 
 
+def layer_bits(row, key):
+    """A trials.csv row's width of one quantizer (key: conv_0_kernel, act_0_activation...): its
+    integer hyperparameter column (conv_0_kernel_bits) when there is one, else parsed from the
+    quantizer string column (runs from before width hyperparameters, or string hyperparameters);
+    None when neither is there."""
+    width = number(row.get(f"{key}_bits"))
+    return int(width) if width is not None else bits_of(row.get(key))
+
+
 def trial_key(row):
     """Sort key of a row by trial id: numerically when the id is a number ("2" before "10")."""
     trial_id = str(row.get("trial_id", ""))
@@ -135,11 +144,12 @@ def update_run(run_dir, column="size_bits"):
 def bits_summary(row):
     """A trial's widths per convolution as `kernel/bias/activation`, e.g. `5/3/7 5/7/4 ... 3/2`
     (the last convolution has no ReLU); `?` where a quantizer is missing."""
-    convs = sorted(int(k.split("_")[1]) for k in row
-                   if re.fullmatch(r"conv_\d+_kernel", k))
+    convs = sorted({int(k.split("_")[1]) for k in row
+                    if re.fullmatch(r"conv_\d+_kernel(_bits)?", k)})
     parts = []
     for i in convs:
+        act = f"act_{i}_activation"
         keys = [f"conv_{i}_kernel", f"conv_{i}_bias"] + \
-            ([f"act_{i}_activation"] if f"act_{i}_activation" in row else [])
-        parts.append("/".join(str(bits_of(row.get(k)) or "?") for k in keys))
+            ([act] if act in row or f"{act}_bits" in row else [])
+        parts.append("/".join(str(layer_bits(row, k) or "?") for k in keys))
     return " ".join(parts)

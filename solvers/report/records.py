@@ -6,7 +6,7 @@ import yaml
 
 from solvers import files
 from solvers.search import cost
-from solvers.networks.base7 import base7, quantizers_from_hp
+from solvers.networks.base7 import base7, hp_name, quantizer_values, quantizers_from_hp
 
 METRICS = ("size_bits", "bits", "bops", "energy_pj", "cost", "val_loss", "val_psnr", "val_score")
 
@@ -20,9 +20,11 @@ def _worker(project_dir, trial_id):
         return f.read().strip()
 
 
-def trial_rows(oracle, hp_names, project_dir=None):
-    """One dict per trial: id, status, epochs trained, each quantizer, and the metrics of the epoch
-    with the best val_score (not each metric's own best, which could come from different epochs)."""
+def trial_rows(oracle, hp_names, project_dir=None, choices=None):
+    """One dict per trial: id, status, epochs trained, each hyperparameter in `hp_names`, each
+    quantizer string (conv_0_kernel...: base7.quantizer_values of `choices`, when given), and the
+    metrics of the epoch with the best val_score (not each metric's own best, which could come
+    from different epochs)."""
     rows = []
     for trial_id, trial in sorted(oracle.trials.items()):
         values = trial.hyperparameters.values
@@ -32,7 +34,8 @@ def trial_rows(oracle, hp_names, project_dir=None):
         reason = (trial.message or "").strip().splitlines()[-1:] if failed else []
         row = {"trial_id": trial_id, "status": "FAILED" if failed else trial.status,
                "reason": reason[0] if reason else "", "worker": _worker(project_dir, trial_id),
-               **{name: values.get(name, "") for name in hp_names}}
+               **{name: values.get(name, "") for name in hp_names},
+               **(quantizer_values(choices, values) if choices else {})}
         metrics = trial.metrics
         if metrics.exists("val_score") and not failed:
             best_step = metrics.get_best_step("val_score")
@@ -45,7 +48,16 @@ def trial_rows(oracle, hp_names, project_dir=None):
     return rows
 
 
+def trial_columns(hp_names, choices=None):
+    """trials.csv's hyperparameter and quantizer columns: the hyperparameters (widths such as
+    conv_0_kernel_bits, filters), then each layer's quantizer string (conv_0_kernel...) that is
+    not itself a hyperparameter, for best_config.yaml-style readers and older tooling."""
+    strings = [hp_name(layer, c.kind) for c in (choices or {}).values() for layer in c.layers]
+    return [*hp_names, *(name for name in strings if name not in hp_names)]
+
+
 def write_trials_csv(path, rows, hp_names):
+    """trials.csv; hp_names: its hyperparameter and quantizer columns (trial_columns)."""
     columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "worker", "reason"]
     files.write_csv(path, columns, rows)
 

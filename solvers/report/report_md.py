@@ -21,7 +21,7 @@ from solvers.report import pareto, plots
 from solvers.search import baselines as uniform, cost
 from solvers.config import ArgumentParser, ConfigError
 from solvers.report.report_text import cell, kib, settings_md, summary_md, trials_md, verdict
-from solvers.report.pareto import bits_of, number
+from solvers.report.pareto import layer_bits, number
 
 import numpy as np  # noqa: E402,I001
 import tensorflow as tf
@@ -93,7 +93,8 @@ def load_run(run_dir, option="--run-dir"):
 
 def _rebuilt_layers(chosen, scale, tune_filters=None):
     """(layers, sizes) as summary.yaml gives them, for runs without one: bits from the chosen
-    row's quantizers, parameter counts from an untrained float base7 at the row's widths
+    row's width columns or quantizer strings (pareto.layer_bits), parameter counts from an
+    untrained float base7 at the row's widths
     (conv_i_filters columns; a filters_multiplier column scales the layers run.yaml's
     `tune_filters` names; neither: base7's own)."""
     if chosen is None:
@@ -109,9 +110,9 @@ def _rebuilt_layers(chosen, scale, tune_filters=None):
     counts = cost.layer_sizes(model)
     layers = [{"name": s.name, "filters": int(model.get_layer(s.name).filters),
                "weights": s.weights, "biases": s.biases,
-               "kernel_bits": bits_of(chosen.get(f"{s.name}_kernel")),
-               "bias_bits": bits_of(chosen.get(f"{s.name}_bias")),
-               "activation_bits": bits_of(chosen.get(f"act_{i}_activation"))}
+               "kernel_bits": layer_bits(chosen, f"{s.name}_kernel"),
+               "bias_bits": layer_bits(chosen, f"{s.name}_bias"),
+               "activation_bits": layer_bits(chosen, f"act_{i}_activation")}
               for i, s in enumerate(counts)]
     params = sum(s.weights + s.biases for s in counts)
     return layers, {"size_bits": number(chosen["size_bits"]), "float32_bits": 32 * params,

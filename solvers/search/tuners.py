@@ -11,6 +11,8 @@ import keras
 import keras_tuner as kt
 from keras_tuner.src import config as kt_config
 
+from solvers.networks.base7 import quantizer_values
+
 # Keras Tuner prints a failed trial's whole traceback to stderr (its DEBUG flag is on by default,
 # with no public switch). A failed trial is reported in one line and in trials.csv; the full
 # traceback stays in results/<RUN>/tuner/trial_<id>/trial.json ("message").
@@ -107,8 +109,11 @@ class _Progress:
             f.write(self.tuner_id)  # trials.csv's worker column
         epochs = trial.hyperparameters.values.get("tuner/epochs")
         extra = f", {epochs} epochs" if epochs else ""
+        values = trial.hyperparameters.values
+        choices = getattr(self.hypermodel, "choices", None)  # shared choices: per layer
+        values = {**values, **(quantizer_values(choices, values) if choices else {})}
         print(f"\ntrial {self._trial_number}/{self.total_trials()} (id {trial.trial_id}{extra}): "
-              f"{describe(trial.hyperparameters.values, self.bits_of)}", flush=True)
+              f"{describe(values, self.bits_of)}", flush=True)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -131,13 +136,20 @@ def hms(seconds):
 
 
 def describe(values, bits_of):
-    """One line of per-layer bits: 'conv_0 4/8 r3 | ...' (kernel/bias bits, then ReLU bits)."""
+    """One line of per-layer bits: 'conv_0 4/8 r3 | ...' (kernel/bias bits, then ReLU bits), from
+    hyperparameter values: widths (conv_0_kernel_bits) or quantizer strings (conv_0_kernel, looked
+    up in `bits_of`)."""
+    def bits(key):
+        return values[f"{key}_bits"] if f"{key}_bits" in values else bits_of[values[key]]
+
+    def has(key):
+        return key in values or f"{key}_bits" in values
+
     parts, layer = [], 0
-    while f"conv_{layer}_kernel" in values:
-        text = (f"conv_{layer} {bits_of[values[f'conv_{layer}_kernel']]}/"
-                f"{bits_of[values[f'conv_{layer}_bias']]}")
-        if f"act_{layer}_activation" in values:
-            text += f" r{bits_of[values[f'act_{layer}_activation']]}"
+    while has(f"conv_{layer}_kernel"):
+        text = f"conv_{layer} {bits(f'conv_{layer}_kernel')}/{bits(f'conv_{layer}_bias')}"
+        if has(f"act_{layer}_activation"):
+            text += f" r{bits(f'act_{layer}_activation')}"
         parts.append(text)
         layer += 1
     return " | ".join(parts)
