@@ -125,20 +125,26 @@ def _fit_fn(objective, patience=0):
     return fit
 
 
-def search_and_retrain(args):
-    """The main job: search the quantizers, retrain the winner, write the run's files."""
-    started = time.time()
+def search_setup(args):
+    """(profile, space, choices, filters, settings) of a search: what run.yaml records."""
     profile = profile_settings(args)
     conv_names, act_names = layer_names()
     space = load_search_space(args.config, conv_names + act_names)
     choices = search_choices(space, conv_names, act_names, args.config)
     filters = filter_search(space, args.scale, path=args.config)  # None: tune_filters none
+    settings = run_settings(args, run_folder.run_name(args), profile, space, choices, filters)
+    return profile, space, choices, filters, settings
+
+
+def search_and_retrain(args):
+    """The main job: search the quantizers, retrain the winner, write the run's files."""
+    started = time.time()
+    profile, space, choices, filters, settings = search_setup(args)
     float_weights = load_float_weights(args.float_model, args.scale) if args.float_model else None
     train_ds, val_ds = _datasets(args, profile)
     run_name = run_folder.run_name(args)
     run_dir = os.path.join(args.results_dir, run_name)
     tb_dir = os.path.join(args.tb_dir, run_name)
-    settings = run_settings(args, run_name, profile, space, choices, filters)
     worker = args.role == "worker"
     if args.role:  # Keras Tuner's distributed mode reads its role from the environment
         os.environ.update(distributed.tuner_env(args.role, args.oracle, args.worker_id))

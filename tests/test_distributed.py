@@ -15,7 +15,7 @@ from solvers.run_folder import run_name
 from solvers.search.distributed import (MAX_RESTARTS, core_shares, free_port,
                                         tuner_env)
 
-TINY = ["--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8",
+TINY = ["--epochs", "1", "--retrain-epochs", "0", "--steps-per-epoch", "2", "--patch-size", "8",
         "--batch-size", "4"]
 
 
@@ -82,10 +82,10 @@ def _rows(tmp_path):
 
 
 def test_two_workers_share_the_trials(tmp_path, images):
-    proc, log = _launch(tmp_path, images, trials=6)
+    proc, log = _launch(tmp_path, images, trials=4)
     assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
     rows = _rows(tmp_path)
-    assert len(rows) == 6 and len({r["trial_id"] for r in rows}) == 6
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4
     assert all(r["status"] == "COMPLETED" for r in rows)
     assert {r["worker"] for r in rows} == {"tuner0", "tuner1"}
     output = log.read_text()
@@ -97,9 +97,9 @@ def test_two_workers_share_the_trials(tmp_path, images):
 
 
 def test_a_killed_worker_is_restarted_and_the_search_completes(tmp_path, images):
-    proc, log = _launch(tmp_path, images, trials=5)
+    proc, log = _launch(tmp_path, images, trials=4)
     deadline = time.monotonic() + 300
-    while not (match := re.search(r"\[tuner1\] trial \d/5 \(", log.read_text())):
+    while not (match := re.search(r"\[tuner1\] trial \d/4 \(", log.read_text())):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
     pid = int(re.search(r"tuner1 started \(pid (\d+)\)", log.read_text()).group(1))
@@ -107,7 +107,7 @@ def test_a_killed_worker_is_restarted_and_the_search_completes(tmp_path, images)
     assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert "tuner1 died (exit -9); restarting it" in log.read_text()
     rows = _rows(tmp_path)
-    assert len(rows) == 5 and len({r["trial_id"] for r in rows}) == 5
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4
     assert all(r["status"] == "COMPLETED" for r in rows), match.group(0)
 
 

@@ -76,10 +76,12 @@ def test_make_worker_with_other_epochs_stops_before_joining(tmp_path):
     common = ["--steps-per-epoch", "2", "--patch-size", "8", "--batch-size", "4", "--data", images,
               "--results-dir", tmp_path / "results", "--tb-dir", tmp_path / "tb", "--run", "r"]
     run_dir = tmp_path / "results" / "r"
-    run_dir.mkdir(parents=True)
-    # The chief's run.yaml, as a chief started with --epochs 1 writes it (a whole tiny search).
-    assert run_autoq(*common, "--epochs", "1", "--retrain-epochs", "0",
-                     "--trials", "1").returncode == 0
+    # The chief's run.yaml, as a chief started with --epochs 1 writes it before serving.
+    import autoq
+    from solvers import run
+    chief = autoq.parse_args([*map(str, common), "--epochs", "1", "--retrain-epochs", "0",
+                              "--trials", "1"])
+    prepare_run_dir(str(run_dir), str(tmp_path / "tb" / "r"), run.search_setup(chief)[-1])
     # No chief listens at this port: without the check the worker would wait for it (timeout).
     result = run_autoq(*common, "--epochs", "2", "--retrain-epochs", "0", "--trials", "1",
                        "--role", "worker", "--oracle", "127.0.0.1:9", timeout=120)
