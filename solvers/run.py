@@ -13,8 +13,8 @@ from solvers import files, run_folder, train
 from solvers.data import pipeline, sources
 from solvers.report import pareto, records, report_md
 from solvers.search import baselines, distributed, retrain, tuners
-from solvers.config import (PROFILES, ConfigError, filter_search, load_search_space,
-                            search_choices)
+from solvers.search.space import filter_search, search_choices
+from solvers.config import PROFILES, ConfigError, load_search_space
 from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
 
 # Each trial is a new model, so tf.function traces anew; TensorFlow's retracing warning is expected.

@@ -9,7 +9,8 @@ import yaml
 import autoq
 from conftest import REPO, run_autoq, write_images
 from solvers import run
-from solvers.config import PROFILES, load_search_space, search_choices
+from solvers.config import PROFILES, load_search_space
+from solvers.search.space import search_choices
 from solvers.networks.base7 import layer_names
 from solvers.search import baselines
 

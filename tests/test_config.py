@@ -1,7 +1,8 @@
 """quantization_config.yaml: the shipped file, its validation, the limit and search_choices."""
 import pytest
 
-from solvers.config import ConfigError, filter_choices, load_search_space, search_choices
+from solvers.config import ConfigError, load_search_space
+from solvers.search.space import filter_choices, search_choices
 from solvers.networks.base7 import layer_names, quantizer_values
 from solvers.search.objective import ObjectiveParams
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from solvers import train
-from solvers.config import SearchSpace, search_choices
+from solvers.config import SearchSpace
+from solvers.search.space import search_choices
 from solvers.networks.base7 import (FilterSearch, MyHyperModel, base7, copy_float_weights,
                                     fold_quantized_weights, layer_filters, layer_names,
                                     quantizers_from_hp)

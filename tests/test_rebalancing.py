@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from conftest import run_autoq, write_images
-from solvers.config import filter_choices, filter_search, load_search_space
+from solvers.config import load_search_space
+from solvers.search.space import filter_choices, filter_search
 from solvers.networks.base7 import base7, layer_filters, layer_names, quantizers_from_hp
 from solvers.report import records
 from solvers.report.report_md import _rebuilt_layers

@@ -15,7 +15,8 @@ import keras
 
 from solvers import train
 from solvers.search import tuners
-from solvers.config import load_search_space, search_choices
+from solvers.config import load_search_space
+from solvers.search.space import search_choices
 from solvers.networks.base7 import MyHyperModel, layer_names
 
 
