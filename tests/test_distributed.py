@@ -25,11 +25,11 @@ def images(tmp_path_factory):
 
 
 def _launch(tmp_path, images, trials, env=None):
-    log = open(tmp_path / "launcher.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "autoq.py"), *TINY, "--trials", str(trials), "--workers", "2",
-         "--data", str(images), "--results-dir", str(tmp_path / "results"),
-         "--tb-dir", str(tmp_path / "tb")], stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(tmp_path / "launcher.log", "w") as log:  # the launcher keeps its own handle
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "autoq.py"), *TINY, "--trials", str(trials), "--workers",
+             "2", "--data", str(images), "--results-dir", str(tmp_path / "results"),
+             "--tb-dir", str(tmp_path / "tb")], stdout=log, stderr=subprocess.STDOUT, env=env)
     return proc, tmp_path / "launcher.log"
 
 
@@ -50,7 +50,7 @@ def _dying(tmp_path, who):
 def _pids(output):
     """Every process the launcher started, by the `chief started (pid N)` lines."""
     return [int(pid) for pid in
-            re.findall(r"^(?:chief|tuner\d+) started \(pid (\d+)\)", output, re.M)]
+            re.findall(r"^(?:chief|tuner\d+) started \(pid (\d+)\)", output, re.MULTILINE)]
 
 
 def _running(pid):
@@ -123,7 +123,7 @@ def test_a_worker_that_keeps_dying_stops_the_search(tmp_path, images):
     assert re.match(rf"error: tuner[01] died {MAX_RESTARTS + 1} times \(exit code 3 the last "
                     r"time\); the search is stopped", errors[0]), errors
     pids = _pids(output)
-    assert re.search(r"^chief started", output, re.M) and len(pids) > MAX_RESTARTS + 2, pids
+    assert re.search(r"^chief started", output, re.MULTILINE) and len(pids) > MAX_RESTARTS + 2, pids
     assert not [pid for pid in pids if _running(pid)], output[-3000:]
 
 

@@ -33,7 +33,7 @@ def cut_short(path):
     """Why the file Keras wrote at `path` cannot be read to its end (a .keras zip, an HDF5
     weights file, a JSON file; the kind from the name, a .bkp copy's from the name it copies), or
     None when every byte of it reads back."""
-    kind = os.path.splitext(path[: -len(PREVIOUS)] if path.endswith(PREVIOUS) else path)[1]
+    kind = os.path.splitext(path.removesuffix(PREVIOUS))[1]
     if kind == ".keras":
         try:
             with zipfile.ZipFile(path) as archive:
