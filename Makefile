@@ -23,6 +23,7 @@ LR_DATA ?=
 DIV2K_ROOT ?=
 TRAIN_IMAGES ?=
 VAL_IMAGES ?=
+TEST_IMAGES ?=
 RUN ?=
 
 PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) --scale $(SCALE) \
@@ -32,14 +33,14 @@ PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) --scale $(SCALE) \
 	$(if $(PATIENCE),--patience $(PATIENCE)) $(if $(filter 1,$(XLA)),--xla) \
 	$(if $(DATA),--data $(DATA)) $(if $(LR_DATA),--lr-data $(LR_DATA)) \
 	$(if $(DIV2K_ROOT),--div2k-root $(DIV2K_ROOT)) $(if $(TRAIN_IMAGES),--train-images $(TRAIN_IMAGES)) \
-	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES))
+	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES)) $(if $(TEST_IMAGES),--test-images $(TEST_IMAGES))
 SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN)) \
 	$(if $(filter 1,$(FRESH)),--fresh)
 # WORKERS=N: the search on N worker processes here (Keras Tuner's distributed mode).
 LAUNCH_OPTS = $(if $(WORKERS),--workers $(WORKERS))
 
 ALGOS := random bayesian hyperband
-.PHONY: help venv div2k baselines $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
+.PHONY: help venv div2k baselines study $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
 .DEFAULT_GOAL := help
 
 help:
@@ -50,6 +51,8 @@ help:
 	@echo "make chief ORACLE=host:port [ALGO=random], make worker ORACLE=host:port ID=k   several machines"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
 	@echo "make baselines [BASELINE_EPOCHS=n]      uniform 2..8-bit and float32 models, as one trial"
+	@echo "make sensitivity [FINETUNE_STEPS=n WIDTHS=\"2 4 8\"]   dB lost per layer/kind/width from FLOAT_MODEL: results/sensitivity/"
+	@echo "make study [SEEDS=\"1 2 3\"]             search vs uniform at equal cost, 3 seeds, test images: results/study/"
 	@echo "make eval MODEL=path EVAL_DATA=folder    PSNR/SSIM vs bicubic, per image (SCALE LR_DATA FLOAT_MODEL EVAL_OUT SAVE_IMAGES=1)"
 	@echo "make report RUN=name [BASELINES=csv]    report.md + plots of a run, judged against matching uniform baselines"
 	@echo "make compare RUNS=\"a b\"                 Pareto fronts of several runs: results/compare/"
@@ -62,7 +65,7 @@ help:
 	@echo "make clean                              delete results/ and tb_logs/ (distclean: and .venv)"
 	@echo "variables: PROFILE=quick|paper TRIALS EPOCHS RETRAIN_EPOCHS BATCH PATCH STEPS PATIENCE XLA=1"
 	@echo "           SEED SCALE=3"
-	@echo "           DATA=folder|div2k LR_DATA=folder DIV2K_ROOT=path TRAIN_IMAGES=n VAL_IMAGES=n"
+	@echo "           DATA=folder|div2k LR_DATA=folder DIV2K_ROOT=path TRAIN_IMAGES=n VAL_IMAGES=n TEST_IMAGES=n"
 	@echo "           RUN=name FRESH=1 CONFIG=quantization_config.yaml FLOAT_MODEL=path"
 
 # The virtual environment, created on first use and refreshed when requirements.txt changes.
@@ -95,6 +98,35 @@ $(FLOAT_MODEL): | $(STAMP)
 	$(PY) autoq.py --train-float --float-model $@ --run float_$(PROFILE)_x$(SCALE) $(PROFILE_OPTS)
 
 float: $(FLOAT_MODEL)
+
+# Per-layer sensitivity (solvers/search/sensitivity.py): the validation PSNR lost when only one
+# layer's kernel, bias or activation is quantized, at each width of CONFIG, from FLOAT_MODEL with a
+# short fine-tune (FINETUNE_STEPS), into results/sensitivity/ (csv, yaml, heat map png).
+FINETUNE_STEPS ?=
+WIDTHS ?=
+SENSITIVITY_OPTS = --float-model $(FLOAT_MODEL) --config $(CONFIG) --seed $(SEED) --scale $(SCALE) \
+	$(if $(FINETUNE_STEPS),--finetune-steps $(FINETUNE_STEPS)) $(if $(WIDTHS),--widths $(WIDTHS)) \
+	$(if $(DATA),--data $(DATA)) $(if $(LR_DATA),--lr-data $(LR_DATA)) \
+	$(if $(DIV2K_ROOT),--div2k-root $(DIV2K_ROOT)) $(if $(TRAIN_IMAGES),--train-images $(TRAIN_IMAGES)) \
+	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES))
+.PHONY: sensitivity
+sensitivity: $(FLOAT_MODEL) $(STAMP)
+	$(PY) -m solvers.search.sensitivity $(SENSITIVITY_OPTS)
+
+# Does the search beat uniform quantization (solvers/study.py)? For each of SEEDS: one search
+# (STUDY_ALGO, TRIALS: the study's default when unset), then the uniform baselines, float32, the
+# hand rule and the search's picks at equal cost, each trained from scratch for EPOCHS +
+# RETRAIN_EPOCHS, scored on the held-out test images; results/study/study.md and study.png.
+# Uses results/sensitivity/sensitivity.csv for derived seed trials when it exists.
+SEEDS ?= 1 2 3
+STUDY_ALGO ?= random
+STUDY_OUT ?= results/study
+.PHONY: study
+study: $(STAMP)
+	$(PY) -m solvers.study --seeds $(SEEDS) --algo $(STUDY_ALGO) --profile $(PROFILE) \
+		--config $(CONFIG) --out $(STUDY_OUT) $(if $(TRIALS),--trials $(TRIALS)) \
+		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
+		$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS))
 
 # Uniform-width references for the report, trained like one search trial (BASELINE_EPOCHS: longer),
 # into results/baselines/<RUN, else PROFILE plus what differs from the defaults, e.g.

@@ -12,7 +12,7 @@ import yaml
 from solvers import files, run_folder, train
 from solvers.data import pipeline, sources
 from solvers.report import pareto, records, report_md
-from solvers.search import baselines, distributed, retrain, tuners
+from solvers.search import baselines, distributed, retrain, seeds, tuners
 from solvers.search.space import filter_search, search_choices
 from solvers.config import PROFILES, ConfigError, load_search_space
 from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
@@ -54,22 +54,25 @@ def load_float_weights(path, scale):
 
 
 def _datasets(args, profile):
-    """Train and validation pipelines, built once per run (bad data fails here, before any write)."""
-    train_pairs, val_pairs = sources.load_pairs(
+    """(train, validation, test) pipelines, built once per run (bad data fails here, before any
+    write). Validation serves every selection step; test only the final figures."""
+    train_pairs, val_pairs, test_pairs = sources.load_pairs(
         args.data, args.scale, lr_data=args.lr_data, div2k_root=args.div2k_root,
-        train_images=args.train_images, val_images=args.val_images)
+        train_images=args.train_images, val_images=args.val_images,
+        test_images=getattr(args, "test_images", None))
     pipeline.check_patch_fits(train_pairs, profile.patch_size, args.data or "skimage")
-    print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation images "
-          f"({args.data or 'scikit-image photos'}), decoded in memory", flush=True)
+    print(f"data: {len(train_pairs)} training, {len(val_pairs)} validation (selection) and "
+          f"{len(test_pairs)} test (held out) images ({args.data or 'scikit-image photos'}), "
+          "decoded in memory", flush=True)
     train_ds = pipeline.train_dataset(train_pairs, args.scale, profile.patch_size,
                                   profile.batch_size, args.seed)
-    return train_ds, pipeline.val_dataset(val_pairs)
+    return train_ds, pipeline.val_dataset(val_pairs), pipeline.val_dataset(test_pairs, "test")
 
 
 def train_float(args):
     """Trains the float32 base7 for the profile's whole epoch budget; keeps the best val_psnr."""
     profile = profile_settings(args)
-    train_ds, val_ds = _datasets(args, profile)
+    train_ds, val_ds, _ = _datasets(args, profile)  # the float model is a starting point, not a claim
     keras.utils.set_random_seed(args.seed)
     os.makedirs(os.path.dirname(os.path.abspath(args.float_model)), exist_ok=True)
     model = train.compile_model(base7(scale=args.scale), args.learning_rate, border=args.scale,
@@ -103,8 +106,9 @@ def run_settings(args, run_name, profile, space, choices, filters=None):
         "run": run_name, "algo": args.algo, "profile": args.profile,
         "settings": dataclasses.asdict(profile), "seed": args.seed, "scale": args.scale,
         "learning_rate": args.learning_rate, "config": args.config, "float_model": args.float_model,
-        "data": {k: getattr(args, k) for k in ("data", "lr_data", "div2k_root", "train_images",
-                                                "val_images")},
+        # An older run.yaml lacks test_images: read back as None, which equals the default's.
+        "data": {k: getattr(args, k, None) for k in ("data", "lr_data", "div2k_root",
+                                                      "train_images", "val_images", "test_images")},
         "objective": dataclasses.asdict(space.objective),
         "search_space": {**{name: list(c.options) for name, c in choices.items()},
                          **(filters.choices() if filters else {})}, **tuned,
@@ -125,6 +129,29 @@ def _fit_fn(objective, patience=0):
     return fit
 
 
+def sensitivity_table(args):
+    """make sensitivity's table for this search: --sensitivity, else results/sensitivity/ when its
+    sensitivity.yaml was measured at this scale; None when there is none."""
+    path = args.sensitivity or os.path.join(args.results_dir, "sensitivity", "sensitivity.csv")
+    if not os.path.isfile(path):
+        if args.sensitivity:
+            raise ConfigError(f"--sensitivity: {path}: no such file (make sensitivity writes it)")
+        return None
+    measured = run_folder.read_yaml(os.path.join(os.path.dirname(path), "sensitivity.yaml"))
+    return path if measured.get("scale") == args.scale else None
+
+
+def seed_trials(args, space, choices, filters):
+    """The first trials (search/seeds.py), printed; none with --no-seed-trials."""
+    if args.no_seed_trials:
+        return []
+    table = sensitivity_table(args)
+    trials = seeds.for_search(space, choices, filters, args.scale, table)
+    print(f"seed trials ({len(trials)}, first): {', '.join(label for label, _ in trials)}"
+          + (f" (sensitivity: {table})" if table else ""), flush=True)
+    return trials
+
+
 def search_setup(args):
     """(profile, space, choices, filters, settings) of a search: what run.yaml records."""
     profile = profile_settings(args)
@@ -141,7 +168,7 @@ def search_and_retrain(args):
     started = time.time()
     profile, space, choices, filters, settings = search_setup(args)
     float_weights = load_float_weights(args.float_model, args.scale) if args.float_model else None
-    train_ds, val_ds = _datasets(args, profile)
+    train_ds, val_ds, test_ds = _datasets(args, profile)
     run_name = run_folder.run_name(args)
     run_dir = os.path.join(args.results_dir, run_name)
     tb_dir = os.path.join(args.tb_dir, run_name)
@@ -167,7 +194,8 @@ def search_and_retrain(args):
         rows = records.trial_rows(oracle, names, os.path.join(run_dir, "tuner"), choices)
         records.write_trials_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
     tuner = tuners.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
-                              args.seed, run_dir, on_trial_recorded=write_trials_csv)
+                              args.seed, run_dir, on_trial_recorded=write_trials_csv,
+                              seeds=seed_trials(args, space, choices, filters))
     print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
           f"{'from ' + args.float_model if args.float_model else 'from scratch'}", flush=True)
     if args.role == "chief":
@@ -182,14 +210,25 @@ def search_and_retrain(args):
     values, before, after = retrain.retrain_best(
         tuner, train_ds, val_ds, profile.epochs, profile.retrain_epochs, profile.steps_per_epoch,
         space.objective, run_dir, tb_dir)
+    # The winner on the held-out test images: it was chosen on validation, so only these figures
+    # are free of the selection's optimism. The retrained model (as retrain kept it) gives psnr and
+    # loss; the searched one (best_model.keras, one trial's budget) psnr_search and loss_search,
+    # what the report sets against uniform baselines trained like one trial. Compiled as in
+    # training (L1 loss, Y-PSNR with the scale's border); the optimizer state is not needed.
+    test = {"images": int(test_ds.cardinality())}
+    for name, suffix in (("best_model_retrained.keras", ""), ("best_model.keras", "_search")):
+        model = keras.models.load_model(os.path.join(run_dir, name), compile=False)
+        scores = train.compile_model(model, border=args.scale).evaluate(test_ds, return_dict=True,
+                                                                        verbose=0)
+        test.update({f"psnr{suffix}": float(scores["psnr"]), f"loss{suffix}": float(scores["loss"])})
     values = {**values, **quantizer_values(choices, values)}  # widths → quantizer strings
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale,
                               filters=hypermodel.widths(values))
     best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))
     files.write_yaml(os.path.join(run_dir, "summary.yaml"), records.summary_record(
         best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after,
-        space.objective.goal))
-    print("\n" + records.summary(best, values, before, after))
+        space.objective.goal, test=test, val_images=int(val_ds.cardinality())))
+    print("\n" + records.summary(best, values, before, after, test=test))
     report_path = report_md.make_report(run_dir, tb_dir=tb_dir)  # baselines: a matching set
     print(f"report: {report_path}")
     print(f"outputs: {run_dir}/ (trials.csv, best_config.yaml, best_model.keras, "
@@ -221,7 +260,7 @@ def uniform_baselines(args):
             raise ConfigError(f"{yaml_path}: these baselines were trained with {key} = "
                               f"{run_folder.short(old)}, now {run_folder.short(new)}; use another "
                               "RUN=name")
-    train_ds, val_ds = _datasets(args, profile)
+    train_ds, val_ds, test_ds = _datasets(args, profile)
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(csv_path) and not os.path.exists(yaml_path):  # from before baselines.yaml
         aside = f"{csv_path}.old-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -229,15 +268,18 @@ def uniform_baselines(args):
         print(f"moved {csv_path} (settings unknown: no baselines.yaml) to {aside}")
     files.write_yaml(yaml_path, {"name": name, "profile": args.profile, "config": args.config,
                                  **wanted})
-    rows = baselines.run_baselines(space, train_ds, val_ds, epochs, profile.steps_per_epoch,
-                                   args.scale, args.learning_rate, args.seed, out_dir,
-                                   os.path.join(args.tb_dir, f"baselines_{name}"))
+    rows = baselines.run_baselines(
+        space, baselines.Data(train_ds, val_ds, test_ds),
+        baselines.Budget(epochs, profile.steps_per_epoch, args.scale, args.learning_rate,
+                         args.seed, space.objective),
+        out_dir, os.path.join(args.tb_dir, f"baselines_{name}"))
     goal = space.objective.goal.type
-    print(f"\n{'baseline':<16}{'size KiB':>10}{'goal: ' + goal:>16}{'val PSNR':>10}"
-          f"{'val_score':>11}")
+    print(f"\n{'baseline':<20}{'size KiB':>10}{'goal: ' + goal:>16}{'val PSNR':>10}"
+          f"{'test PSNR':>11}{'val_score':>11}")
     for row in rows:
-        print(f"{row['label']:<16}{row['size_bits'] / 8192:>10.2f}"
+        print(f"{row['label']:<20}{row['size_bits'] / 8192:>10.2f}"
               f"{pareto.in_units(row['cost'], pareto.GOAL_COLUMNS[goal]):>16}"
-              f"{row['val_psnr']:>10.2f}{row['val_score']:>11.4f}")
-    print(f"outputs: {out_dir}/baselines.csv and baselines.yaml")
+              f"{row['val_psnr']:>10.2f}{row.get('test_psnr', float('nan')):>11.2f}"
+              f"{row['val_score']:>11.4f}")
+    print(f"outputs: {out_dir}/baselines.csv, baselines.yaml and models/ (each row's .keras)")
     return 0

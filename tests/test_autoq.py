@@ -29,7 +29,7 @@ def _bad_inputs(tmp_path):
     empty.mkdir()
     tiny = tmp_path / "tiny"
     tiny.mkdir()
-    for i in range(2):
+    for i in range(3):  # a folder needs 3 images: training, validation, test
         Image.new("RGB", (12, 12)).save(tiny / f"{i}.png")
     broken = tmp_path / "broken.yaml"
     broken.write_text("kernel: [unclosed\n")

@@ -99,15 +99,18 @@ def test_baselines_write_their_settings_and_refuse_other_settings_in_their_folde
     result = run_autoq("--baselines", *options, "--results-dir", tmp_path / "results",
                        "--tb-dir", tmp_path / "tb")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"outputs: {folder}/baselines.csv and baselines.yaml" in result.stdout
+    assert f"outputs: {folder}/baselines.csv, baselines.yaml and models/" in result.stdout
 
     rows = list(csv.DictReader(open(folder / "baselines.csv")))
+    # No hand rule: this space has no 2- or 3-bit quantizer.
     assert [r["label"] for r in rows] == ["uniform 4-bit", "uniform 8-bit", "float32"]
+    # Each row's model (make eval), scored on the held-out test image too.
+    assert all((folder / r["model"]).is_file() and float(r["test_psnr"]) > 0 for r in rows)
     assert len(list(folder.glob("baselines.csv.old-*"))) == 1  # the old set, moved aside
     saved = yaml.safe_load((folder / "baselines.yaml").read_text())
     assert saved["name"] == name and saved["profile"] == "quick"
     assert saved["data"] == {"data": str(images), "lr_data": None, "div2k_root": None,
-                             "train_images": None, "val_images": None}
+                             "train_images": None, "val_images": None, "test_images": None}
     assert (saved["scale"], saved["seed"], saved["learning_rate"]) == (3, 1, 0.001)
     assert saved["budget"] == {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
                                "patch_size": 8}

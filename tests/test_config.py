@@ -34,14 +34,17 @@ def test_shipped_config_has_bits_2_to_8_everywhere():
     assert space.kernel['quantized_bits(2,0,alpha="auto_po2")'] == 2
     assert space.bias["quantized_bits(2,0,alpha=1.0)"] == 2
     assert space.activation["quantized_relu(2,8)"] == 2
-    assert space.limit == {} and space.objective == ObjectiveParams()
+    assert space.objective == ObjectiveParams()
     choices = search_choices(space, CONV, ACT)
-    assert len(choices) == 20 and all(c.options == tuple(range(2, 9)) for c in choices.values())
+    # The shipped limit fixes every bias at 8 bits (biases do not move PSNR: README, Sensitivity).
+    assert len(choices) == 20
+    assert all(c.options == ((8,) if c.kind == "bias" else tuple(range(2, 9)))
+               for c in choices.values())
     # One quantizer per width: the hyperparameters are the widths, mapped back through the YAML.
     assert sorted(choices)[:3] == ["act_0_activation_bits", "act_1_activation_bits",
                                    "act_2_activation_bits"]
     assert choices["conv_0_kernel_bits"].quantizers[5] == 'quantized_bits(5,0,alpha="auto_po2")'
-    assert choices["conv_6_bias_bits"].quantizers[2] == "quantized_bits(2,0,alpha=1.0)"
+    assert choices["conv_6_bias_bits"].quantizers[8] == "quantized_bits(8,0,alpha=1.0)"
     assert space.tune_filters == "none" and filter_choices(space) == {}  # no filter search
 
 

@@ -107,6 +107,13 @@ def test_train_dataset_rejects_too_small_images():
 # ---------------------------------------------------------------- val_dataset
 
 
+def test_val_dataset_names_the_split_it_serves():
+    for split in ("validation", "test"):
+        with pytest.raises(DataError) as e:
+            val_dataset([], split)
+        assert_data_error(e, f"{split} set: no {split} images")
+
+
 def test_val_dataset_whole_images_batch_1():
     images = [noise(31, 45), noise(20, 16)]
     pairs = list(val_dataset(pairs_of(images, 2)))

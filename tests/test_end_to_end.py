@@ -72,9 +72,10 @@ def _hparams_and_scalars(folder):
 
 
 def fake_div2k(root):
-    """A tiny tree with DIV2K's official names: 3 training and 2 validation images at ×3."""
+    """A tiny tree with DIV2K's official names at ×3: 3 training images, 2 validation (0801-0850)
+    and 1 test (0851-0900, held out)."""
     rng = np.random.default_rng(0)
-    for part, numbers in (("train", (1, 2, 3)), ("valid", (801, 802))):
+    for part, numbers in (("train", (1, 2, 3)), ("valid", (801, 802, 851))):
         for n in numbers:
             for folder, name, size in ((f"DIV2K_{part}_HR", f"{n:04d}.png", 36),
                                        (f"DIV2K_{part}_LR_bicubic/X3", f"{n:04d}x3.png", 12)):
@@ -95,7 +96,8 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source, goal):
                       + f"goal: {{type: {goal}, input_hw: [16, 24]}}\n")
     result = _search(tmp_path, images, "--algo", algo, "--trials", "2", "--config", config, *data)
     if source == "div2k":
-        assert "data: 3 training and 2 validation images (div2k)" in result.stdout
+        assert ("data: 3 training, 2 validation (selection) and 1 test (held out) images "
+                "(div2k)") in result.stdout
     run_dir, tb_dir = tmp_path / "results" / algo, tmp_path / "tb" / algo
     for name in ("trials.csv", "best_config.yaml", "best_model.keras", "best_model_retrained.keras"):
         assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name
@@ -163,6 +165,11 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source, goal):
     assert "trial 1/2" in result.stdout and "trial 2/2 done" in result.stdout
     assert "left for 0 trial(s)" in result.stdout
     assert "uniform 8-bit" in result.stdout and "after the retrain" in result.stdout
+    # The retrained winner scored on the held-out test images, next to the validation figures.
+    summary = yaml.safe_load(open(run_dir / "summary.yaml"))
+    assert summary["test"]["images"] == 1  # DIV2K's 0851 (a 3-image folder: its second image)
+    assert summary["test"]["psnr"] > 0 and summary["test"]["loss"] > 0
+    assert "test PSNR (held out, 1 image)" in result.stdout
 
 
 def test_pretrained_hyperband_starts_from_the_float_model(tmp_path, images):

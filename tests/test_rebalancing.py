@@ -93,7 +93,8 @@ def test_best_config_and_records_follow_the_chosen_widths(tmp_path):
 
 
 TINY = ["--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8",
-        "--batch-size", "4", "--trials", "2", "--algo", "random"]
+        "--batch-size", "4", "--trials", "2", "--algo", "random",
+        "--no-seed-trials"]  # random widths in both trials: seed trials keep base7's
 
 
 def test_tiny_layer_mode_search_records_and_saves_the_chosen_widths(tmp_path):

@@ -26,26 +26,35 @@ def assert_data_error(excinfo, *parts):
 
 
 def load_images(folder):
-    """HR images of a folder as split for training/validation (no LR made)."""
-    train, val = split(list_images(folder))
-    return [read_image(p) for p in train], [read_image(p) for p in val]
+    """HR images of a folder as split for training/validation/test (no LR made)."""
+    return tuple([read_image(p) for p in part] for part in split(list_images(folder)))
 
 
 # ---------------------------------------------------------------- loading
 
 
-def test_skimage_source_gives_7_train_2_val_uint8_rgb():
-    for source in (None, "skimage"):
-        train, val = load_pairs(source, scale=3)
-        assert (len(train), len(val)) == (7, 2)
-        for pair in train + val:
-            assert pair.hr.dtype == np.uint8 and pair.lr.dtype == np.uint8
-            assert pair.hr.ndim == 3 and pair.hr.shape[2] == 3 and min(pair.hr.shape[:2]) >= 300
-            assert pair.hr.shape[:2] == (pair.lr.shape[0] * 3, pair.lr.shape[1] * 3)
+def test_skimage_source_gives_6_train_8_val_6_test_disjoint_uint8_rgb():
+    train, val, test = load_pairs("skimage", scale=3)
+    assert (len(train), len(val), len(test)) == (6, 8, 6)
+    for pair in train + val + test:
+        assert pair.hr.dtype == np.uint8 and pair.lr.dtype == np.uint8
+        assert pair.hr.ndim == 3 and pair.hr.shape[2] == 3 and min(pair.hr.shape[:2]) >= 100
+        assert pair.hr.shape[:2] == (pair.lr.shape[0] * 3, pair.lr.shape[1] * 3)
+    # Selection (validation) and reporting (test) never share an image, nor with training.
+    names = [[p.name for p in part] for part in (train, val, test)]
+    assert sum(map(len, names)) == len(set().union(*names))
+    assert names[1][:2] == ["chelsea", "coffee"] and names[2][0] == "rocket"
     # stereo_motorcycle left and right views are both in train (near-duplicates, same size).
     assert train[-1].hr.shape == train[-2].hr.shape
     assert not np.array_equal(train[-1].hr, train[-2].hr)
-    assert [p.name for p in val] == ["chelsea", "coffee"]
+    # Grayscale photos (camera) become RGB with equal channels.
+    camera = test[1].hr
+    assert np.array_equal(camera[..., 0], camera[..., 1]) and np.array_equal(camera[..., 0],
+                                                                               camera[..., 2])
+    # None is the same source; the first n of each split.
+    train, val, test = load_pairs(None, scale=3, train_images=1, val_images=2, test_images=1)
+    assert [[p.name for p in part] for part in (train, val, test)] == \
+        [["astronaut"], ["chelsea", "coffee"], ["rocket"]]
 
 
 def test_folder_source_converts_modes_and_holds_out_last(tmp_path):
@@ -58,24 +67,34 @@ def test_folder_source_converts_modes_and_holds_out_last(tmp_path):
     pal.save(tmp_path / "d_pal.png")
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "sub.png").mkdir()  # a folder, not an image file
-    train, val = load_images(str(tmp_path))
-    assert len(train) == 3 and len(val) == 1
+    train, val, test = load_images(str(tmp_path))
+    assert (len(train), len(val), len(test)) == (2, 1, 1)  # fewer than 10: last val, one before test
     assert all(img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
-               for img in train + val)
+               for img in train + val + test)
     np.testing.assert_array_equal(train[0], rgb)
     assert train[1].shape == (8, 6, 3)
     assert np.array_equal(train[1][..., 0], train[1][..., 1])  # gray -> equal channels
     assert np.abs(train[1][..., 0].astype(int) - gray).mean() < 8  # JPEG is lossy
-    np.testing.assert_array_equal(train[2], rgba[..., :3])  # alpha dropped, colours kept
+    np.testing.assert_array_equal(test[0], rgba[..., :3])  # alpha dropped, colours kept
     np.testing.assert_array_equal(val[0], np.asarray(pal.convert("RGB")))
 
 
 def test_folder_split_every_tenth_by_sorted_name(tmp_path):
     for i in reversed(range(20)):  # written out of order: sorting must come from the name
         Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / f"img{i:02d}.png")
-    train, val = load_images(str(tmp_path))
+    train, val, test = load_images(str(tmp_path))
     assert [int(img[0, 0, 0]) for img in val] == [9, 19]
-    assert [int(img[0, 0, 0]) for img in train] == [i for i in range(20) if i not in (9, 19)]
+    assert [int(img[0, 0, 0]) for img in test] == [8, 18]
+    assert [int(img[0, 0, 0]) for img in train] == [i for i in range(20)
+                                                    if i not in (8, 9, 18, 19)]
+
+
+def test_folder_split_is_disjoint_with_a_non_empty_test_split():
+    for n in (3, 4, 9, 10, 11, 25):
+        train, val, test = split(list(range(n)))
+        assert train and val and test, n
+        assert sorted(train + val + test) == list(range(n)), n  # disjoint, nothing lost
+    assert split([0, 1, 2]) == ([0], [2], [1])
 
 
 def test_bad_folders_raise_data_error_naming_them(tmp_path):
@@ -108,12 +127,18 @@ def test_bad_folders_raise_data_error_naming_them(tmp_path):
     Image.fromarray(noise(4, 4)).save(single / "only.png")
     with pytest.raises(DataError) as e:
         load_pairs(str(single))
-    assert_data_error(e, single)
+    assert_data_error(e, single, "only 1 image found", "need at least 3")
+    Image.fromarray(noise(4, 4)).save(single / "other.png")
+    with pytest.raises(DataError) as e:
+        load_pairs(str(single))
+    assert_data_error(e, single, "only 2 images found, need at least 3",
+                      "training, validation and test")
     assert issubclass(DataError, ConfigError)
 
 
 def test_truncated_png_raises_data_error_naming_file(tmp_path):
     Image.fromarray(noise(8, 8)).save(tmp_path / "a_good.png")
+    Image.fromarray(noise(8, 8)).save(tmp_path / "c_good.png")
     bad = tmp_path / "b_cut.png"
     Image.fromarray(noise(64, 64)).save(bad)
     data = bad.read_bytes()
@@ -180,9 +205,9 @@ def test_paired_folders_match_by_name_and_use_the_supplied_lr(tmp_path):
     # One LR under the same name, the others in DIV2K's <stem>x<scale> form.
     lrs = {"a": save(lr_dir / "a.png", noise(10, 12)), "b": save(lr_dir / "bx3.png", noise(10, 12)),
            "c": save(lr_dir / "cx3.png", noise(10, 12))}
-    train, val = load_pairs(str(hr_dir), 3, lr_data=str(lr_dir))
-    assert [p.name for p in train] == ["a", "b"] and [p.name for p in val] == ["c"]
-    for pair in train + val:
+    train, val, test = load_pairs(str(hr_dir), 3, lr_data=str(lr_dir))
+    assert [[p.name for p in part] for part in (train, val, test)] == [["a"], ["c"], ["b"]]
+    for pair in train + val + test:
         np.testing.assert_array_equal(pair.lr, lrs[pair.name])  # read, not recomputed
         np.testing.assert_array_equal(pair.hr, hrs[pair.name][:30, :36])  # cropped to 3·LR
     assert [p.name for p in eval_pairs(hr_dir, 3, lr_dir)] == ["a", "b", "c"]
@@ -190,9 +215,10 @@ def test_paired_folders_match_by_name_and_use_the_supplied_lr(tmp_path):
 
 def test_paired_folder_errors_name_the_file(tmp_path):
     hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
-    save(hr_dir / "a.png", noise(30, 36))
-    save(hr_dir / "b.png", noise(30, 36))
+    for name in ("a", "b", "c"):
+        save(hr_dir / f"{name}.png", noise(30, 36))
     save(lr_dir / "a.png", noise(10, 12))
+    save(lr_dir / "c.png", noise(10, 12))
     with pytest.raises(DataError) as e:
         load_pairs(str(hr_dir), 3, lr_data=str(lr_dir))
     assert_data_error(e, "no LR image for b.png", "bx3")
@@ -211,8 +237,8 @@ def test_paired_folder_errors_name_the_file(tmp_path):
     assert_data_error(e, "LR_DATA: only with DATA=folder")
 
 
-def fake_div2k(root, scale=3, train=(1, 2, 3), valid=(801, 802)):
-    """A tiny tree with DIV2K's official names."""
+def fake_div2k(root, scale=3, train=(1, 2, 3), valid=(801, 802, 851)):
+    """A tiny tree with DIV2K's official names (valid: 0801-0850 validate, 0851-0900 test)."""
     for part, numbers in (("train", train), ("valid", valid)):
         for n in numbers:
             save(root / f"DIV2K_{part}_HR" / f"{n:04d}.png", noise(6 * scale, 5 * scale))
@@ -223,13 +249,14 @@ def fake_div2k(root, scale=3, train=(1, 2, 3), valid=(801, 802)):
 
 def test_div2k_reader_uses_the_official_layout(tmp_path):
     root = fake_div2k(tmp_path / "DIV2K")
-    train, val = load_pairs("div2k", 3, div2k_root=str(root))
+    train, val, test = load_pairs("div2k", 3, div2k_root=str(root))
     assert [p.name for p in train] == ["0001", "0002", "0003"]
-    assert [p.name for p in val] == ["0801", "0802"]
+    assert [p.name for p in val] == ["0801", "0802"] and [p.name for p in test] == ["0851"]
     supplied = read_image(root / "DIV2K_valid_LR_bicubic" / "X3" / "0802x3.png")
     np.testing.assert_array_equal(val[1].lr, supplied)
-    train, val = load_pairs("div2k", 3, div2k_root=str(root), train_images=2, val_images=1)
-    assert (len(train), len(val)) == (2, 1)
+    train, val, test = load_pairs("div2k", 3, div2k_root=str(root), train_images=2, val_images=1,
+                                  test_images=1)
+    assert (len(train), len(val), len(test)) == (2, 1, 1)
 
 
 def test_div2k_errors(tmp_path):
@@ -244,6 +271,10 @@ def test_div2k_errors(tmp_path):
     with pytest.raises(DataError) as e:
         load_pairs("div2k", 3, div2k_root=str(root))
     assert_data_error(e, "0002x3.png: missing")
+    no_test = fake_div2k(tmp_path / "no_test", valid=(801,))  # nothing in 0851-0900
+    with pytest.raises(DataError) as e:
+        load_pairs("div2k", 3, div2k_root=str(no_test))
+    assert_data_error(e, "0851.png ... 0900.png", "test split")
 
 
 def test_a_data_set_too_big_for_memory_is_refused(tmp_path, monkeypatch):
@@ -254,3 +285,14 @@ def test_a_data_set_too_big_for_memory_is_refused(tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         load_pairs(str(folder), 3)
     assert_data_error(e, "3 images need", "GiB available", "TRAIN_IMAGES")
+
+
+def test_an_older_run_yaml_without_test_images_still_resumes():
+    """run.yaml's data gained test_images; an older run.yaml lacks it and reads it as None, the
+    default, so continuing that run is not refused for it (but a different count is)."""
+    from solvers.run_folder import RESUME_KEYS, differences
+    old = {"data": {"data": None, "lr_data": None, "div2k_root": None, "train_images": None,
+                    "val_images": None}}
+    assert differences(old, {"data": {**old["data"], "test_images": None}}, RESUME_KEYS) == []
+    assert differences(old, {"data": {**old["data"], "test_images": 2}}, RESUME_KEYS) == \
+        [("data.test_images", None, 2)]

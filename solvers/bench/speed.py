@@ -225,7 +225,7 @@ def main(argv=None):
     if repeats < 1:
         parser.error("--repeats must be at least 1")
     quantizers = fixed_quantizers()
-    train_pairs, val_pairs = sources.load_pairs(None, SCALE)
+    train_pairs, val_pairs, _ = sources.load_pairs(None, SCALE)  # the test split is not timed
     peak = bench_peak(cfg["matmul"], max(1, cfg["steps"] // 2), repeats)
     train_step = bench_train(cfg, quantizers, repeats, peak["gflop_s"])
     result = {"machine": machine(), "smoke": args.smoke, "repeats": repeats,

@@ -1,5 +1,5 @@
 """tf.data pipelines over (LR, HR) pairs from solvers.data.sources: random training patches, whole
-validation images. Pixels are float32 in [0, 255] once they leave this module; images are HxWx3 RGB.
+validation and test images. Pixels are float32 in [0, 255] once they leave this module; images are HxWx3 RGB.
 """
 
 import numpy as np
@@ -97,13 +97,14 @@ def train_dataset(pairs, scale: int, patch: int, batch: int, seed: int) -> tf.da
 # ---------------------------------------------------------------- validation pipeline
 
 
-def val_dataset(pairs) -> tf.data.Dataset:
-    """Finite dataset of whole-image (lr, hr) float32 pairs, each of shape (1, h, w, 3).
+def val_dataset(pairs, split="validation") -> tf.data.Dataset:
+    """Finite dataset of whole-image (lr, hr) float32 pairs, each of shape (1, h, w, 3), for the
+    validation or the test split (`split` names it in the error for an empty one).
 
     The pairs stay in memory as uint8 in one flat buffer; each element is a slice of it.
     """
     if not pairs:
-        raise DataError("DATA: validation set: no validation images")
+        raise DataError(f"DATA: {split} set: no {split} images")
     lr_flat, lr_offsets, lr_shapes = _pack([p.lr for p in pairs])
     hr_flat, hr_offsets, hr_shapes = _pack([p.hr for p in pairs])
 

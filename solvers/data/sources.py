@@ -3,6 +3,10 @@
 Sources: the photos scikit-image ships (the default), a folder of HR images (LR made by bicubic
 downscaling), a folder of HR images with a folder of matching LR images, and DIV2K's official
 layout (its supplied LR images). Every bad input raises DataError naming the folder or file.
+
+Each source gives three disjoint splits: training; validation, which every selection step sees
+(trial scores, the tuner's winner, the retrain's best epoch); and test, which none sees, so the
+figures a report claims are not inflated by having been chosen on the same images.
 """
 import os
 from dataclasses import dataclass
@@ -15,12 +19,18 @@ from PIL import Image
 
 from solvers.config import ConfigError
 
-SKIMAGE_TRAIN = ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
+# The bundled photos (no download; grayscale ones become RGB by stacking). Validation has 8 images
+# of varied content, since the winner is picked on it: two photos made the pick depend on two
+# images' quirks. Test holds the rest back for the final figures only.
+SKIMAGE_TRAIN = ("astronaut", "hubble_deep_field", "retina", "immunohistochemistry",
                  "stereo_motorcycle")
-SKIMAGE_VAL = ("chelsea", "coffee")
+SKIMAGE_VAL = ("chelsea", "coffee", "coins", "brick", "grass", "page", "cell", "microaneurysms")
+SKIMAGE_TEST = ("rocket", "camera", "moon", "clock", "gravel", "text")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SCALES = (2, 3, 4)
-DIV2K_TRAIN, DIV2K_VAL = range(1, 801), range(801, 901)
+# DIV2K's test HR images are not public: its validation set is split in two halves instead.
+DIV2K_TRAIN, DIV2K_VAL, DIV2K_TEST = range(1, 801), range(801, 851), range(851, 901)
+MIN_FOLDER_IMAGES = 3  # one each for training, validation and test
 MEMORY_SHARE = 0.4  # decoded images may use this share of available memory (copies while packing)
 
 
@@ -98,7 +108,7 @@ def check_memory(paths, scale, what="DATA"):
     if needed > MEMORY_SHARE * available:
         raise DataError(f"{what}: {len(paths)} images need {needed / 2**30:.1f} GiB decoded, more "
                         f"than {MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available; "
-                        "use fewer (TRAIN_IMAGES=n, VAL_IMAGES=n)")
+                        "use fewer (TRAIN_IMAGES=n, VAL_IMAGES=n, TEST_IMAGES=n)")
 
 
 def _lr_for(hr_path, lr_paths, scale, what):
@@ -131,20 +141,29 @@ def folder_pairs(hr_paths, scale, lr_folder=None, what="DATA"):
 
 
 def split(items):
-    """A fixed split by sorted order: every 10th item validates (or the last, if fewer than 10)."""
-    val_idx = {i for i in range(len(items)) if i % 10 == 9} or {len(items) - 1}
-    return ([x for i, x in enumerate(items) if i not in val_idx],
-            [x for i, x in enumerate(items) if i in val_idx])
+    """(train, val, test): a fixed split by sorted order. Every 10th item from index 9 validates
+    and every 10th from index 8 tests; with fewer than 10 items, the last validates and the one
+    before tests. Needs at least 3 items (load_pairs checks) for all three to be non-empty."""
+    if len(items) >= 10:
+        val_idx = {i for i in range(len(items)) if i % 10 == 9}
+        test_idx = {i for i in range(len(items)) if i % 10 == 8}
+    else:
+        val_idx, test_idx = {len(items) - 1}, {len(items) - 2}
+    return ([x for i, x in enumerate(items) if i not in val_idx | test_idx],
+            [x for i, x in enumerate(items) if i in val_idx],
+            [x for i, x in enumerate(items) if i in test_idx])
 
 
 def div2k_paths(root, scale):
-    """{split: [(hr path, lr path)]} from DIV2K's official layout, train 0001-0800 and
-    validation 0801-0900 (images missing from the tree are skipped; a missing folder is an error)."""
+    """(train, val, test) lists of (hr path, lr path) from DIV2K's official layout: train
+    0001-0800, validation 0801-0850 and test 0851-0900, both from DIV2K_valid_* (images missing
+    from the tree are skipped; a missing folder or an empty split is an error)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"DIV2K_ROOT: {root}: folder does not exist")
     result = {}
-    for part, numbers in (("train", DIV2K_TRAIN), ("valid", DIV2K_VAL)):
+    for key, part, numbers in (("train", "train", DIV2K_TRAIN), ("val", "valid", DIV2K_VAL),
+                               ("test", "valid", DIV2K_TEST)):
         hr_dir = root / f"DIV2K_{part}_HR"
         lr_dir = root / f"DIV2K_{part}_LR_bicubic" / f"X{scale}"
         for folder in (hr_dir, lr_dir):
@@ -152,46 +171,46 @@ def div2k_paths(root, scale):
                 raise DataError(f"DIV2K_ROOT: {folder}: folder missing (expected DIV2K's official "
                                 f"layout; `make div2k` downloads it)")
         pairs = [(hr_dir / f"{n:04d}.png", lr_dir / f"{n:04d}x{scale}.png") for n in numbers]
-        result[part] = [(hr, lr) for hr, lr in pairs if hr.is_file()]
-        for hr, lr in result[part]:
+        result[key] = [(hr, lr) for hr, lr in pairs if hr.is_file()]
+        for hr, lr in result[key]:
             if not lr.is_file():
                 raise DataError(f"DIV2K_ROOT: {lr}: missing (the LR image of {hr.name})")
-        if not result[part]:
-            raise DataError(f"DIV2K_ROOT: {hr_dir}: no images named 0001.png ... 0900.png")
-    return result["train"], result["valid"]
+        if not result[key]:
+            raise DataError(f"DIV2K_ROOT: {hr_dir}: no images named {numbers[0]:04d}.png ... "
+                            f"{numbers[-1]:04d}.png (the {key} split)")
+    return result["train"], result["val"], result["test"]
 
 
 def load_pairs(data=None, scale=3, lr_data=None, div2k_root=None, train_images=None,
-               val_images=None):
-    """(train pairs, validation pairs) from the source a run names.
+               val_images=None, test_images=None):
+    """(train pairs, validation pairs, test pairs) from the source a run names.
 
     data None or "skimage": scikit-image's photos; "div2k": DIV2K under div2k_root; otherwise a
-    folder of HR images, with LR from lr_data when given. train_images / val_images keep only the
-    first n of each split (a quick subset of a large set).
+    folder of HR images (split by sorted name), with LR from lr_data when given. train_images /
+    val_images / test_images keep only the first n of each split (a quick subset of a large set).
     """
+    counts = (train_images, val_images, test_images)
     if scale not in SCALES:
         raise DataError(f"SCALE: {scale}: allowed scales are {', '.join(map(str, SCALES))}")
     if data in (None, "skimage"):
         if lr_data:
             raise DataError("LR_DATA: only with DATA=folder (the default photos have no LR images)")
-        return (_first([bicubic_pair(n, hr, scale) for n, hr in _skimage(SKIMAGE_TRAIN)], train_images),
-                _first([bicubic_pair(n, hr, scale) for n, hr in _skimage(SKIMAGE_VAL)], val_images))
+        return tuple(_first([bicubic_pair(n, hr, scale) for n, hr in _skimage(names)], count)
+                     for names, count in zip((SKIMAGE_TRAIN, SKIMAGE_VAL, SKIMAGE_TEST), counts))
     if data == "div2k":
         if not div2k_root:
             raise DataError("DIV2K_ROOT: not set; DATA=div2k needs DIV2K_ROOT=path")
-        train, val = div2k_paths(div2k_root, scale)
-        train, val = _first(train, train_images), _first(val, val_images)
-        check_memory([hr for hr, _ in train + val], scale, "DIV2K_ROOT")
-        return ([paired(hr, lr, scale, "DIV2K_ROOT") for hr, lr in train],
-                [paired(hr, lr, scale, "DIV2K_ROOT") for hr, lr in val])
+        parts = [_first(p, n) for p, n in zip(div2k_paths(div2k_root, scale), counts)]
+        check_memory([hr for part in parts for hr, _ in part], scale, "DIV2K_ROOT")
+        return tuple([paired(hr, lr, scale, "DIV2K_ROOT") for hr, lr in part] for part in parts)
     paths = list_images(data)
-    if len(paths) < 2:
-        raise DataError(f"DATA: {data}: only 1 image found, need at least 2 "
-                        "(one for training, one for validation)")
-    train, val = split(paths)
-    train, val = _first(train, train_images), _first(val, val_images)
-    check_memory(train + val, scale)
-    return folder_pairs(train, scale, lr_data), folder_pairs(val, scale, lr_data)
+    if len(paths) < MIN_FOLDER_IMAGES:
+        raise DataError(f"DATA: {data}: only {len(paths)} image{'s' * (len(paths) > 1)} found, "
+                        f"need at least {MIN_FOLDER_IMAGES} (one each for training, validation "
+                        "and test)")
+    parts = [_first(p, n) for p, n in zip(split(paths), counts)]
+    check_memory([p for part in parts for p in part], scale)
+    return tuple(folder_pairs(part, scale, lr_data) for part in parts)
 
 
 def eval_pairs(folder, scale, lr_folder=None):
@@ -207,11 +226,15 @@ def _first(items, count):
 
 
 def _skimage(names):
-    """(name, uint8 HxWx3) for the named photos bundled with scikit-image (no download)."""
+    """(name, uint8 HxWx3) for the named photos bundled with scikit-image (no download;
+    skimage.data.clock reads clock_motion.png, immunohistochemistry ihc.png)."""
     for name in names:
         if name == "stereo_motorcycle":
             # (left, right, disparity): both views are photos; the disparity map is not.
             left, right, _ = skimage.data.stereo_motorcycle()
             yield from ((f"{name}_left", left), (f"{name}_right", right))
-        else:
-            yield name, np.ascontiguousarray(getattr(skimage.data, name)()[..., :3])
+            continue
+        image = getattr(skimage.data, name)()
+        # Grayscale photos become RGB with three equal channels: the network takes RGB.
+        image = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
+        yield name, np.ascontiguousarray(image, dtype=np.uint8)

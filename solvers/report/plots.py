@@ -55,6 +55,12 @@ def tradeoff(rows, front_rows, baselines, chosen, path, column="size_bits"):
                 label=f"Pareto front ({len(front_rows)} trials)")
     base = sorted((b for b in baselines if number(b.get(column)) is not None
                    and number(b.get("val_psnr")) is not None), key=lambda b: _x(b, column))
+    rules = [b for b in base if not b["label"].startswith(("uniform", "float"))]  # hand rule
+    base = [b for b in base if b not in rules]
+    if rules:
+        ax.scatter([_x(b, column) for b in rules], [number(b["val_psnr"]) for b in rules],
+                   marker="^", s=60, color="tab:purple", edgecolor="black", zorder=4,
+                   label="hand rule: first/last kernels 8-bit, others 2")
     if base:
         ax.plot([_x(b, column) for b in base], [number(b["val_psnr"]) for b in base], color="tab:orange",
                 marker="s", ms=5, lw=1.4, label="uniform baselines (same epochs as a trial)")
@@ -181,4 +187,28 @@ def fronts(runs, path, column="size_bits"):
     ax.set_ylabel("validation Y-PSNR after the search trial (dB)")
     ax.set_title("Pareto fronts of the runs (stars: chosen models)")
     ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
+def sensitivity_heatmap(table, path, subtitle=""):
+    """Heat map of table {(layer, kind, bits): dB lost} (solvers/search/sensitivity.py): one row per
+    (layer, kind) in table order, one column per width, the drop written in each cell. The colour
+    starts at 0 dB: a negative drop (the probe beat the float reference) is shown white."""
+    import numpy as np
+    pairs = list(dict.fromkeys((layer, kind) for layer, kind, _ in table))
+    widths = sorted({bits for _, _, bits in table})
+    drops = np.array([[table.get((*pair, b), np.nan) for b in widths] for pair in pairs], float)
+    top = max(float(np.nanmax(drops, initial=0.0)), 0.1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(widths) + 3, 0.36 * len(pairs) + 1.6),
+                           layout="constrained")
+    image = ax.imshow(drops, cmap="Reds", vmin=0, vmax=top, aspect="auto")
+    for r, c in np.argwhere(~np.isnan(drops)):
+        value = drops[r, c]
+        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if value > 0.6 * top else "black")
+    ax.set_xticks(range(len(widths)), [f"{b}" for b in widths])
+    ax.set_yticks(range(len(pairs)), [f"{layer} {kind}" for layer, kind in pairs])
+    ax.set_xlabel("bits (only this layer's quantizer quantized)")
+    fig.colorbar(image, ax=ax, label="validation PSNR lost (dB)")
+    ax.set_title("Per-layer sensitivity" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     _save(fig, path)

@@ -34,6 +34,8 @@ def trial_rows(oracle, hp_names, project_dir=None, choices=None):
         reason = (trial.message or "").strip().splitlines()[-1:] if failed else []
         row = {"trial_id": trial_id, "status": "FAILED" if failed else trial.status,
                "reason": reason[0] if reason else "", "worker": _worker(project_dir, trial_id),
+               # which seed trial this is (search/seeds.py), empty for one the search chose
+               "seed": (getattr(oracle, "seed_label", lambda v: None)(values) or ""),
                **{name: values.get(name, "") for name in hp_names},
                **(quantizer_values(choices, values) if choices else {})}
         metrics = trial.metrics
@@ -58,7 +60,7 @@ def trial_columns(hp_names, choices=None):
 
 def write_trials_csv(path, rows, hp_names):
     """trials.csv; hp_names: its hyperparameter and quantizer columns (trial_columns)."""
-    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "worker", "reason"]
+    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "seed", "worker", "reason"]
     files.write_csv(path, columns, rows)
 
 
@@ -73,10 +75,16 @@ def write_best_config(path, values, scale, m=4, filters=None):
     files.write_yaml(path, document)
 
 
-def summary_record(model, trial_id, values, before, after, goal=cost.Goal()):
+def summary_record(model, trial_id, values, before, after, goal=cost.Goal(), test=None,
+                   val_images=None):
     """summary.yaml: the chosen trial, its sizes and costs (cost.costs under `goal`) and its
     validation scores before and after the retrain (what the report and comparisons read,
-    without loading any model)."""
+    without loading any model). `test` ({psnr, loss, images}: the retrained model on the held-out
+    test split; psnr_search, loss_search: the searched model, when given) becomes a `test`
+    mapping and `val_images` the number of validation images; both are left out when None (and
+    older summaries lack them)."""
+    held_out = {} if test is None else {"test": {
+        k: int(v) if k == "images" else float(v) for k, v in test.items()}}
     return {
         "best_trial": trial_id,
         "goal": goal.type, "costs": {k: float(v) for k, v in cost.costs(model, goal).items()},
@@ -85,6 +93,7 @@ def summary_record(model, trial_id, values, before, after, goal=cost.Goal()):
         "uniform8_bits": cost.uniform_size_bits(model, 8),
         "val_psnr_search": float(before["psnr"]), "val_loss_search": float(before["loss"]),
         "val_psnr_retrained": float(after["psnr"]), "val_loss_retrained": float(after["loss"]),
+        **({} if val_images is None else {"val_images": int(val_images)}), **held_out,
         "layers": [{"name": s.name, "filters": int(model.get_layer(s.name).filters),
                     "weights": s.weights, "biases": s.biases,
                     "kernel_bits": s.kernel_bits, "bias_bits": s.bias_bits,
@@ -104,8 +113,9 @@ def load_best_config(path):
                  filters=document.get("filters"))
 
 
-def summary(model, values, before, after):
-    """The per-layer table of bits and the size and PSNR lines printed at the end of a run."""
+def summary(model, values, before, after, test=None):
+    """The per-layer table of bits and the size and PSNR lines printed at the end of a run
+    (`test`: the retrained model's {psnr, loss, images} on the held-out test split, if any)."""
     sizes = cost.layer_sizes(model)
     float_bits = cost.uniform_size_bits(model, cost.FLOAT_BITS)
     uniform8 = cost.uniform_size_bits(model, 8)
@@ -122,8 +132,10 @@ def summary(model, values, before, after):
     lines.append(f"size: {total} bits = {total / 8192:.2f} KiB | float32 {float_bits / 8192:.2f} KiB "
                  f"({float_bits / total:.1f}x smaller) | uniform 8-bit {uniform8 / 8192:.2f} KiB "
                  f"({uniform8 / total:.2f}x smaller)")
-    lines.append(f"val PSNR: {before['psnr']:.2f} dB after the search, "
-                 f"{after['psnr']:.2f} dB after the retrain")
+    lines.append(f"val PSNR (selection): {before['psnr']:.2f} dB after the search, "
+                 f"{after['psnr']:.2f} dB after the retrain"
+                 + ("" if test is None else f" | test PSNR (held out, {test['images']} image"
+                    f"{'s' * (test['images'] != 1)}): {test['psnr']:.2f} dB after the retrain"))
     return "\n".join(lines)
 
 

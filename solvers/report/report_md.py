@@ -6,11 +6,11 @@
 make_report marks the Pareto front in trials.csv (and writes pareto.csv), draws tradeoff.png,
 layer_bits.png, progress.png and sr_samples.png into the run folder, copies them to TensorBoard
 under <tb-dir>/report, and writes report.md. Without --baselines, the uniform baselines compared
-are a set of <results>/baselines/*/ whose baselines.yaml matches run.yaml (find_baselines).
+are a set of <results>/baselines/*/ whose baselines.yaml matches run.yaml
+(baseline_match.find_baselines).
 User errors print one line `error: ...`, exit 2.
 """
 import csv
-import glob
 import os
 import sys
 
@@ -18,39 +18,28 @@ import sys
 from solvers import files, metrics
 from solvers.data import sources
 from solvers.report import pareto, plots
-from solvers.search import baselines as uniform, cost
+from solvers.search import cost
+from solvers.search import sensitivity
 from solvers.config import ArgumentParser, ConfigError
-from solvers.report.report_text import cell, kib, settings_md, summary_md, trials_md, verdict
+from solvers.report.report_text import (cell, kib, settings_md, splits_md, summary_md, trials_md,
+                                        verdict)
 from solvers.report.pareto import layer_bits, number
+# Re-exported: report_md.ReportError is the error its callers know.
+from solvers.report.baseline_match import ReportError, find_baselines, read_baselines
+from solvers.report.baseline_match import read_mapping as _yaml
 
 import numpy as np  # noqa: E402,I001
 import tensorflow as tf
-import yaml
 
 PNGS = ("tradeoff", "layer_bits", "progress", "sr_samples")
 CROP = 48      # LR side of the SR sample crops (HR: CROP x scale)
-SAMPLES = 2    # validation images shown
-DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images")  # load_pairs' options
+SAMPLES = 2    # test images shown (validation ones for runs from before the test split)
+DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images",
+             "test_images")  # load_pairs' options
 REQUIRED = ("trial_id", "status", "size_bits", "val_psnr", "val_score")
-SIZES = ("size_bits", "float32_bits", "uniform8_bits", "val_psnr_search", "val_psnr_retrained")
-
-
-class ReportError(ConfigError):
-    """A missing or unreadable run folder or file (one-line message naming the option and path)."""
-
-
-def _yaml(path):
-    """A YAML mapping, or None when the file does not exist (runs from before run.yaml)."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise ReportError(f"{path}: cannot read YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a YAML mapping")
-    return data
+# summary.yaml's figures; val_images and test (held-out figures) are None for older runs.
+SIZES = ("size_bits", "float32_bits", "uniform8_bits", "val_psnr_search", "val_psnr_retrained",
+         "val_images", "test")
 
 
 def load_run(run_dir, option="--run-dir"):
@@ -119,68 +108,12 @@ def _rebuilt_layers(chosen, scale, tune_filters=None):
                     "uniform8_bits": 8 * params, "val_psnr_search": number(chosen["val_psnr"])}
 
 
-def read_baselines(path):
-    """Rows of baselines.csv, or None when there is no such file (not made yet)."""
-    if not path or not os.path.isfile(path):
-        return None
-    columns, rows = pareto.read_csv(path)
-    missing = [c for c in ("label", "size_bits", "val_psnr") if c not in columns]
-    if missing:
-        raise ReportError(f"--baselines: {path}: missing columns {', '.join(missing)}")
-    return rows
-
-
-def _set_settings(path):
-    """A set's baselines.yaml, or None when it is missing or unreadable (settings unknown)."""
-    try:
-        return _yaml(path)
-    except ReportError:
-        return None
-
-
-def find_baselines(run, baselines_csv=None):
-    """Which uniform baselines the verdict compares with, as a dict for report_text.verdict:
-    path (a baselines.csv, or None: no baseline is compared or plotted) and explicit (given with
-    --baselines). Given one, difference is the first (key, its value, the run's value) where its
-    baselines.yaml differs from the run (solvers/search/baselines.py: MATCH_KEYS), None when equal,
-    "unknown" when it has no readable baselines.yaml. Otherwise the set of <results>/baselines/*/
-    (results: the run folder's parent) whose baselines.yaml matches, the one with the most rows
-    and then the newest if several do; when none does, path None and folder, found (sets there),
-    unrecorded (sets without baselines.yaml, which never match), closest (the set with the fewest
-    differences: name and first difference) for the verdict's words."""
-    wanted = uniform.run_settings_key(run["settings"])
-    if baselines_csv is not None:
-        path = os.fspath(baselines_csv)
-        saved = _set_settings(os.path.join(os.path.dirname(path), "baselines.yaml"))
-        diffs = None if saved is None else uniform.differences(saved, wanted)
-        return {"path": path, "explicit": True,
-                "difference": "unknown" if diffs is None else (diffs or [None])[0]}
-    folder = os.path.join(os.path.dirname(os.path.normpath(run["dir"])), "baselines")
-    sets = sorted({os.path.dirname(p) for name in ("baselines.csv", "baselines.yaml")
-                   for p in glob.glob(os.path.join(glob.escape(folder), "*", name))})
-    matching, others, unrecorded = [], [], 0
-    for set_dir in sets:
-        saved, csv_path = _set_settings(os.path.join(set_dir, "baselines.yaml")), \
-            os.path.join(set_dir, "baselines.csv")
-        if saved is None:
-            unrecorded += 1
-            continue
-        diffs = uniform.differences(saved, wanted)
-        if diffs:
-            others.append((len(diffs), os.path.basename(set_dir), diffs[0]))
-        elif os.path.isfile(csv_path):
-            matching.append(csv_path)
-    if matching:
-        best = max(matching, key=lambda p: (len(read_baselines(p) or []), os.path.getmtime(p)))
-        return {"path": best, "explicit": False, "difference": None, "matching": len(matching)}
-    return {"path": None, "explicit": False, "folder": folder, "found": len(sets),
-            "unrecorded": unrecorded, "closest": min(others)[1:] if others else None}
-
-
 def sr_samples(run, scale):
-    """[(image name, [(method, uint8 crop, whole-image Y-PSNR)])] for the first validation images:
-    bicubic, the float model (when run.yaml names one that exists), the chosen model, ground truth.
-    Raises ConfigError (DataError, EvalError) when the data or a model cannot be loaded."""
+    """[(image name, [(method, uint8 crop, whole-image Y-PSNR)])] for the first test images (the
+    first validation ones for a run without test figures, whose test split may have been training
+    images then): bicubic, the float model (when run.yaml names one that exists), the chosen model,
+    ground truth. Raises ConfigError (DataError, EvalError) when the data or a model cannot be
+    loaded."""
     from solvers import evaluate
     settings = run["settings"]
     methods = [("bicubic", None)]
@@ -190,10 +123,12 @@ def sr_samples(run, scale):
     methods.append(("chosen (quantized)", evaluate.load_model(
         os.path.join(run["dir"], "best_model_retrained.keras"), scale, "best_model_retrained")))
     options = {k: v for k, v in (settings.get("data") or {}).items() if k in DATA_KEYS}
-    # Only validation images are shown: one training image, so as not to decode the whole set.
-    options.update(train_images=1, val_images=min(SAMPLES, options.get("val_images") or SAMPLES))
+    # The first SAMPLES images of each split at most, so as not to decode the whole set.
+    options.update(train_images=1, **{k: min(SAMPLES, options.get(k) or SAMPLES)
+                                      for k in ("val_images", "test_images")})
     samples = []
-    for pair in sources.load_pairs(scale=scale, **options)[1][:SAMPLES]:
+    for pair in sources.load_pairs(scale=scale, **options)[2 if run["sizes"].get("test")
+                                                            else 1][:SAMPLES]:
         h, w = min(CROP, pair.lr.shape[0]), min(CROP, pair.lr.shape[1])
         top, left = (pair.lr.shape[0] - h) // 2, (pair.lr.shape[1] - w) // 2
         box = np.s_[top * scale:(top + h) * scale, left * scale:(left + w) * scale]
@@ -243,8 +178,12 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
     made = [(name, path) for name, path in png.items() if os.path.isfile(path)]
     text = "\n".join([
         f"# Run report: {run['name']}\n", "## Verdict\n", verdict(run, baselines, match)
-        + "\n", "## Plots\n", *(f"![{name}]({name}.png)\n" for name, _ in made), *notes,
-        "## Chosen model\n", summary_md(run), "## Settings\n", settings_md(settings),
+        + "\n", "## Plots\n", splits_md(run), *(f"![{name}]({name}.png)\n" for name, _ in made),
+        *notes,
+        "## Chosen model\n", summary_md(run),
+        # make sensitivity's table, when one at the run's scale is next to the run folder
+        *sensitivity.report_section(run_dir, settings.get("scale", 3), run["layers"]),
+        "## Settings\n", settings_md(settings),
         "## All trials, best val_score first\n",
         f"Sizes in KiB (8192 bits); metrics at each trial's best-val_score epoch; Pareto: not "
         f"dominated in ({run['column']}, val_psnr) among completed trials (the rows of "

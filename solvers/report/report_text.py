@@ -32,7 +32,8 @@ def short(value, limit=60):
 
 # Makefile variables of a run's settings (run.yaml), for the `make baselines` command it needs.
 MAKE_DATA = (("DATA", "data"), ("LR_DATA", "lr_data"), ("DIV2K_ROOT", "div2k_root"),
-             ("TRAIN_IMAGES", "train_images"), ("VAL_IMAGES", "val_images"))
+             ("TRAIN_IMAGES", "train_images"), ("VAL_IMAGES", "val_images"),
+             ("TEST_IMAGES", "test_images"))
 MAKE_BUDGET = (("EPOCHS", "epochs"), ("STEPS", "steps_per_epoch"), ("BATCH", "batch_size"),
                ("PATCH", "patch_size"))
 
@@ -111,43 +112,84 @@ def _width(baseline):
     return number(baseline["width"] if "width" in baseline else baseline.get("bits"))
 
 
+def images(count):
+    """`, 8 images` for a split's size ("" when unknown: runs from before it was recorded)."""
+    return "" if count is None else f", {count} image{'s' * (count != 1)}"
+
+
+def judged_on(run, baselines):
+    """(the baselines' PSNR column the verdict compares, the chosen model's PSNR at one trial's
+    budget on the same images, the sentence saying which). The held-out test split when the run's
+    summary.yaml has the searched model's test PSNR and the baselines a test_psnr column; else
+    validation, the images the winner was picked on, which flatters it."""
+    test, val_psnr = run["sizes"].get("test") or {}, number(run["chosen"]["val_psnr"])
+    if number(test.get("psnr_search")) is None:
+        why = "this run has no test figures (it predates the held-out test split)"
+    elif not any(number(b.get("test_psnr")) is not None for b in baselines or []):
+        why = "its baselines have no test_psnr column (trained before it was recorded)"
+    else:
+        return "test_psnr", number(test["psnr_search"]), (
+            f"The comparison that follows is on the test images (held out{images(test.get('images'))}),"
+            " which no selection step saw, both models at one search trial's budget.")
+    return "val_psnr", val_psnr, (
+        f"The comparison that follows is on validation PSNR (selection"
+        f"{images(run['sizes'].get('val_images'))}), the images the search picked its winner on, "
+        f"which flatters the chosen model: {why}.")
+
+
 def verdict(run, baselines, match):
     """One paragraph from the numbers: the chosen model's search-trial PSNR against the uniform
-    baseline nearest in size (by ratio) and uniform 8-bit, and whether it is on the Pareto front.
-    match (solvers.report.report_md.find_baselines) says which baselines were found and whether
-    they were trained like the run: baselines are the rows of match["path"] (None: none)."""
+    baseline nearest in size (by ratio) and uniform 8-bit, on the test images when both the run and
+    the baselines have test figures, else on validation (judged_on), and whether it is on the
+    Pareto front. match (solvers.report.baseline_match.find_baselines) says which baselines were
+    found and whether they were trained like the run: baselines are the rows of match["path"]
+    (None: none)."""
     chosen, sizes = run["chosen"], run["sizes"]
     if chosen is None or number(chosen["val_psnr"]) is None:
         return "No trial completed, so there is no chosen model to judge."
-    size, psnr = number(chosen["size_bits"]), number(chosen["val_psnr"])
+    size, val_psnr = number(chosen["size_bits"]), number(chosen["val_psnr"])
+    key, psnr, judged = judged_on(run, baselines)
+    test = sizes.get("test") or {}
     epochs = (run["settings"].get("settings") or {}).get("epochs")
+    on_test = ("" if number(test.get("psnr_search")) is None else
+               f" and {number(test['psnr_search']):.2f} dB on the test images (held out"
+               f"{images(test.get('images'))})")
     text = [f"The chosen model (trial {chosen['trial_id']}) stores {kib(size)} KiB, "
             f"{sizes['float32_bits'] / size:.1f}× smaller than float32 and "
             f"{sizes['uniform8_bits'] / size:.2f}× smaller than uniform 8-bit; after its search "
-            f"trial{f' ({epochs} epochs)' if epochs else ''} it reached {psnr:.2f} dB.",
+            f"trial{f' ({epochs} epochs)' if epochs else ''} it reached {val_psnr:.2f} dB on the "
+            f"validation images (selection{images(sizes.get('val_images'))}){on_test}.",
             baselines_source(run, match, baselines)]
     column = run.get("column", "size_bits")  # the cost the run is judged by (its goal's)
     cost = number(chosen.get(column))
     if column != "size_bits" and cost is not None:
         text.append(f"Its goal cost ({column}) is {in_units(cost, column)}.")
     uniform = [b for b in baselines or [] if (number(b.get(column)) or 0) > 0
-               and number(b["val_psnr"]) is not None and _width(b) != 32
-               and b["label"] != "float32"]
+               and number(b.get(key)) is not None and _width(b) not in (0, 32)
+               and b["label"] != "float32"]  # width 0: the hand rule, not one width
+    rule = next((b for b in baselines or [] if _width(b) == 0 and number(b.get(key)) is not None
+                 and number(b.get(column))), None)
     if baselines is not None and not uniform:  # (no baselines: baselines_source said why)
         text.append(f"{match['path']} has no uniform baseline with a {column} and a PSNR.")
     elif uniform and cost:
+        text.append(judged)
         near = min(uniform, key=lambda b: abs(math.log(number(b[column]) / cost)))
-        n_cost, n_psnr = number(near[column]), number(near["val_psnr"])
+        n_cost, n_psnr = number(near[column]), number(near[key])
         text.append(f"The uniform baseline nearest in {column} (by ratio) is {near['label']} "
                     f"({in_units(n_cost, column)}, {n_psnr:.2f} dB): the chosen model is "
                     f"{versus(psnr - n_psnr)} at {cost / n_cost:.2f}× its {column}.")
         u8 = next((b for b in uniform if _width(b) == 8), None)
         if u8 is not None:
-            u8_cost, u8_psnr = number(u8[column]), number(u8["val_psnr"])
+            u8_cost, u8_psnr = number(u8[column]), number(u8[key])
             text.append(f"Against uniform 8-bit ({in_units(u8_cost, column)}, {u8_psnr:.2f} dB): "
                         f"{versus(psnr - u8_psnr)} at {u8_cost / cost:.2f}× less {column}.")
-        better = [b["label"] for b in uniform
-                  if number(b[column]) <= cost and number(b["val_psnr"]) >= psnr]
+        if rule is not None:
+            r_cost, r_psnr = number(rule[column]), number(rule[key])
+            text.append(f"Against the {rule['label']} ({in_units(r_cost, column)}, "
+                        f"{r_psnr:.2f} dB): {versus(psnr - r_psnr)} at {cost / r_cost:.2f}× its "
+                        f"{column}.")
+        better = [b["label"] for b in uniform + ([rule] if rule else [])
+                  if number(b[column]) <= cost and number(b[key]) >= psnr]
         text.append(f"{', '.join(better)}: no costlier ({column}) and at least as good, so the "
                     "search did not beat uniform quantization here." if better else
                     f"No uniform baseline is both as cheap ({column}) and as good.")
@@ -157,9 +199,24 @@ def verdict(run, baselines, match):
                 "It is not on this run's Pareto front: another trial is no costlier and at least as "
                 "good after the search (the score also weighs the loss).")
     if sizes.get("val_psnr_retrained") is not None:
-        text.append(f"After the retrain it reached {sizes['val_psnr_retrained']:.2f} dB (a longer "
-                    "budget, so not comparable with the baselines).")
+        held_out = ("" if number(test.get("psnr")) is None else
+                    f" on validation and {number(test['psnr']):.2f} dB on the test images")
+        text.append(f"After the retrain it reached {sizes['val_psnr_retrained']:.2f} dB{held_out} "
+                    "(a longer budget, so not comparable with the baselines).")
     return " ".join(text)
+
+
+def splits_md(run):
+    """Which of the report's figures come from which images: validation (the selection's) or test
+    (held out)."""
+    sz = run["sizes"]
+    if not (sz.get("test") or {}):
+        return ("All PSNR figures here are on the validation images, the ones the search selected "
+                "on: this run predates the held-out test split.\n")
+    return (f"Validation (selection{images(sz.get('val_images'))}): every trial's val_psnr, the "
+            "Pareto front, tradeoff.png and progress.png, the winner's pick and the retrain's best "
+            f"epoch. Test (held out{images(sz['test'].get('images'))}): the chosen model's test "
+            "Y-PSNR, sr_samples.png and, when the baselines have test figures, the verdict.\n")
 
 
 def settings_md(s):
@@ -196,14 +253,19 @@ def summary_md(run):
               f"{show(x['bias_bits'])} | {show(x['activation_bits'])} | "
               f"{x['weights'] * (x['kernel_bits'] or 0) + x['biases'] * (x['bias_bits'] or 0)} |"
               for x in layers]
-    size, after = sz["size_bits"], sz.get("val_psnr_retrained")
+    size, after, test = sz["size_bits"], sz.get("val_psnr_retrained"), sz.get("test") or {}
     lines += ["", f"- size: {size:.0f} bits = **{kib(size)} KiB**; float32 "
               f"{kib(sz['float32_bits'])} KiB ({sz['float32_bits'] / size:.1f}× smaller), "
               f"uniform 8-bit {kib(sz['uniform8_bits'])} KiB "
               f"({sz['uniform8_bits'] / size:.2f}× smaller)",
-              f"- validation Y-PSNR: {sz['val_psnr_search']:.2f} dB after the search trial, "
+              f"- validation Y-PSNR (selection{images(sz.get('val_images'))}): "
+              f"{sz['val_psnr_search']:.2f} dB after the search trial, "
               + (f"{after:.2f} dB after the retrain" if after is not None
-                 else "after the retrain unknown (no summary.yaml)")]
+                 else "after the retrain unknown (no summary.yaml)"),
+              f"- test Y-PSNR (held out{images(test.get('images'))}): "
+              f"{cell(test.get('psnr_search'))} dB after the search trial, "
+              f"**{cell(test.get('psnr'))} dB** after the retrain" if test else
+              "- test Y-PSNR: not measured (a run from before the held-out test split)"]
     return "\n".join(lines) + "\n"
 
 

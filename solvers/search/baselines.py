@@ -1,10 +1,12 @@
 """Uniform baselines: base7 with every layer at the same width (each width of the search space, and
-float32), trained like one search trial, so a search's result can be judged against them.
+float32), and the hand rule (first and last kernels 8-bit, the rest 2: search/seeds.py), trained
+like one search trial, so a search's result can be judged against them.
 
 Written to results/baselines/<NAME>/ (NAME: --run, else default_name): baselines.csv (columns:
-label, width, size_bits, bits, bops, energy_pj, cost, val_loss, val_psnr, val_score, epochs
-trained, best_epoch), the metrics
-taken at the epoch with the best val_score, as for trials; and baselines.yaml, the settings that
+label, width (0 for the hand rule), size_bits, bits, bops, energy_pj, cost, val_loss, val_psnr,
+val_score, epochs trained, best_epoch: the metrics taken at the epoch with the best val_score, as
+for trials; test_loss, test_psnr: that epoch's model on the held-out test images; model: its
+.keras file, for `make eval`), models/*.keras; and baselines.yaml, the settings that
 define the set (set_settings: data, scale, seed, quantizer space, training budget, learning rate).
 A run's report compares with a set only when these equal the run's own (run_settings_key), so a
 search on other data, at another scale or seed, in another search space or with another budget per
@@ -17,14 +19,14 @@ import re
 import keras
 
 from solvers import files, run_folder, train
-from solvers.search import cost
+from solvers.search import cost, retrain, seeds
 from solvers.config import ConfigError
 from solvers.networks.base7 import base7, layer_names
 
 # width: every layer's bits (32: float32); the costs are cost.COST_COLUMNS and the goal's `cost`.
 METRICS = (*cost.COST_COLUMNS, "cost", "val_loss", "val_psnr", "val_score")
-COLUMNS = ("label", "width", *METRICS, "epochs", "best_epoch")
-DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images")  # run.yaml's `data`
+COLUMNS = ("label", "width", *METRICS, "epochs", "best_epoch", "test_loss", "test_psnr", "model")
+DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images", "test_images")  # run.yaml's `data`
 # What must be equal for a run to be compared with a set (and for a set to be rebuilt in its
 # folder), in the order a difference is named. The budget is the one of a search trial.
 MATCH_KEYS = ("data", "scale", "seed", "quantizers", "budget", "learning_rate", "goal")
@@ -128,30 +130,88 @@ def write_csv(path, rows):
     files.write_csv(path, COLUMNS, rows)
 
 
-def run_baselines(space, train_ds, val_ds, epochs, steps_per_epoch, scale, learning_rate, seed,
-                  out_dir, tb_dir):
-    """Trains one uniform model per width and a float32 one; returns the rows written."""
-    os.makedirs(out_dir, exist_ok=True)
-    plan = [(f"uniform {b}-bit", b, uniform_quantizers(space, b)) for b in widths(space)]
-    plan.append(("float32", cost.FLOAT_BITS, None))
-    if len(plan) == 1:
+def slug(label):
+    """A file name for a label: "uniform 4-bit" -> uniform_4-bit."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_")
+
+
+def plan(space, hand_rules=True):
+    """[(label, width, quantizers)] of a set: uniform at each width, float32, and the hand rule
+    (seeds.HAND_RULES' first: first and last kernels 8-bit, the rest 2; width 0, it has none)
+    when the search space offers its widths."""
+    points = [(f"uniform {b}-bit", b, uniform_quantizers(space, b)) for b in widths(space)]
+    if len(points) == 0:
         raise ConfigError("quantization_config.yaml: no width is offered by all of kernel, bias "
                           "and activation, so there is no uniform baseline to train")
-    rows = []
-    for label, bits, quantizers in plan:
-        print(f"\nbaseline {label} ({len(rows) + 1}/{len(plan)})", flush=True)
-        keras.utils.set_random_seed(seed)  # every baseline starts from the same initial state
+    points.append(("float32", cost.FLOAT_BITS, None))
+    label, rule = next(iter(seeds.HAND_RULES.items()))
+    if hand_rules and seeds.offers(space, seeds.hand_rule(*rule)):
+        points.append((label, 0, seeds.quantizers_of(seeds.hand_rule(*rule), space)))
+    return points
+
+
+def train_point(label, quantizers, data, budget, out_dir, tb_dir, filters=None, schedule=False):
+    """Trains base7 with `quantizers` (None: float32) and `filters` (None: base7's widths) from
+    the same initial state as every other point (budget.seed), for budget.epochs, keeping the
+    epoch with the best val_score as models/<slug>.keras; returns its row (METRICS at that epoch,
+    test_loss/test_psnr on data.test when there is one, the model's path relative to out_dir).
+
+    schedule: halve the learning rate on a val_loss plateau, as the winner's retrain does
+    (retrain.lr_schedule), so that a study trains every point as it retrains a search's pick."""
+    keras.utils.set_random_seed(budget.seed)
+    model = train.compile_model(base7(scale=budget.scale, quantizers=quantizers, filters=filters),
+                                budget.learning_rate, border=budget.scale)
+    model_path = os.path.join("models", slug(label) + ".keras")
+    partial = os.path.join(out_dir, model_path + ".partial.keras")  # renamed once complete
+    os.makedirs(os.path.dirname(partial), exist_ok=True)
+    callbacks = [keras.callbacks.ModelCheckpoint(partial, monitor="val_score", mode="min",
+                                                 save_best_only=True),
+                 keras.callbacks.TensorBoard(os.path.join(tb_dir, slug(label)), profile_batch=0)]
+    if schedule:
+        callbacks.append(retrain.lr_schedule(budget.epochs))
+    history = train.fit(model, data.train, data.val, epochs=budget.epochs,
+                        steps_per_epoch=budget.steps_per_epoch, callbacks=callbacks,
+                        objective=budget.objective)
+    metrics, best = best_epoch_row(history)
+    os.replace(partial, os.path.join(out_dir, model_path))
+    row = {"label": label, **metrics, "epochs": budget.epochs, "best_epoch": best,
+           "model": model_path}
+    if data.test is not None:
+        test = keras.models.load_model(os.path.join(out_dir, model_path)).evaluate(
+            data.test, return_dict=True, verbose=0)
+        row.update(test_loss=float(test["loss"]), test_psnr=float(test["psnr"]))
+    return row
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """The datasets of a set: train, val (selection: the best epoch) and test (None: none)."""
+    train: object
+    val: object
+    test: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How every point of a set is trained."""
+    epochs: int
+    steps_per_epoch: int
+    scale: int
+    learning_rate: float
+    seed: int
+    objective: object
+
+
+def run_baselines(space, data, budget, out_dir, tb_dir):
+    """Trains every point of plan(space); returns the rows written to baselines.csv (after each
+    point, so a kill keeps the finished ones)."""
+    os.makedirs(out_dir, exist_ok=True)
+    points, rows = plan(space), []
+    for label, bits, quantizers in points:
+        print(f"\nbaseline {label} ({len(rows) + 1}/{len(points)})", flush=True)
         # base7's own widths, whatever tune_filters says: a baseline is the designed network at
         # one bit width, the yardstick a search (rebalanced or not) is judged against.
-        model = train.compile_model(base7(scale=scale, quantizers=quantizers), learning_rate,
-                                    border=scale)
-        tensorboard = keras.callbacks.TensorBoard(
-            os.path.join(tb_dir, label.replace(" ", "_")), profile_batch=0)
-        history = train.fit(model, train_ds, val_ds, epochs=epochs,
-                            steps_per_epoch=steps_per_epoch, callbacks=[tensorboard],
-                            objective=space.objective)
-        metrics, best = best_epoch_row(history)
-        rows.append({"label": label, "width": bits, **metrics, "epochs": epochs,
-                     "best_epoch": best})
-        write_csv(os.path.join(out_dir, "baselines.csv"), rows)  # a kill keeps finished ones
+        rows.append({**train_point(label, quantizers, data, budget, out_dir, tb_dir),
+                     "width": bits})
+        write_csv(os.path.join(out_dir, "baselines.csv"), rows)
     return rows

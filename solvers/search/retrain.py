@@ -83,6 +83,13 @@ def repair_backup(backup_dir):
     return f"discarded: the retrain's backup was cut short ({damage})"
 
 
+def lr_schedule(epochs):
+    """The retrain's learning-rate schedule: halved when val_loss has not improved for a tenth of
+    the epochs (at least 2). A study trains every point it compares with it (baselines.train_point)."""
+    return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                             patience=max(2, epochs // 10), min_lr=1e-5)
+
+
 def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoch, objective,
                  run_dir, tb_dir):
     """Rebuilds the best trial with its best-epoch weights, saves it, then trains it on to
@@ -124,8 +131,7 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
         callbacks = [
             # double_checkpoint: the epoch before's files are kept too, for a kill mid-write.
             keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                              patience=max(2, retrain_epochs // 10), min_lr=1e-5),
+            lr_schedule(retrain_epochs),
             keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
                                             save_best_only=True, initial_value_threshold=best_psnr),
             keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"), profile_batch=0),

@@ -1,0 +1,125 @@
+"""solvers/search/seeds.py and the seeded oracles: the uniform, hand-rule and sensitivity-derived
+configurations are the first trials of every algorithm, once each, also after a resume."""
+import keras
+import keras_tuner as kt
+import pytest
+
+from conftest import REPO
+from solvers.config import load_search_space
+from solvers.networks.base7 import layer_names
+from solvers.search import seeds, tuners
+from solvers.search.space import search_choices
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_search_space(str(REPO / "quantization_config.yaml"))
+
+
+def test_seed_values_follow_the_limit_and_shared_choices(space, tmp_path):
+    conv, act = layer_names()
+    choices = search_choices(space, conv, act)
+    bits_of = {**space.kernel, **space.bias, **space.activation}
+    values = seeds.seed_values(seeds.hand_rule(8, 2, 8, 3), choices, bits_of)
+    assert values["conv_0_kernel_bits"] == values["conv_6_kernel_bits"] == 8
+    assert {values[f"conv_{i}_kernel_bits"] for i in range(1, 6)} == {2}
+    assert {values[f"act_{i}_activation_bits"] for i in range(6)} == {3}
+    # A limit of 4 bits on conv_0 and a shared middle: the nearest width each choice offers.
+    text = (REPO / "quantization_config.yaml").read_text().replace(
+        'limit:\n  Conv2D: {bias: ["quantized_bits(8,0,alpha=1.0)"]}',
+        'limit: {conv_0: [4, 8], "conv_[1-4]": {kernel: 8, shared: middle}}')
+    assert values["conv_3_bias_bits"] == 8  # the shipped limit: biases at 8 bits whatever the seed
+    path = tmp_path / "q.yaml"
+    path.write_text(text)
+    limited = load_search_space(str(path), conv + act)
+    choices = search_choices(limited, conv, act, str(path))
+    values = seeds.seed_values(seeds.uniform(8), choices, bits_of)
+    assert values["conv_0_kernel_bits"] == 4 and values["middle_kernel_bits"] == 8
+    assert "conv_1_kernel_bits" not in values
+    # Two seeds the limit maps onto the same values run once, under the first label.
+    trials = seeds.seed_trials([("a", seeds.uniform(8)), ("b", seeds.uniform(7))], choices,
+                               bits_of)
+    assert [label for label, _ in trials] == ["a", "b"]
+    same = seeds.seed_trials([("a", seeds.uniform(4)), ("b", seeds.uniform(4))], choices, bits_of)
+    assert [label for label, _ in same] == ["a"]
+
+
+def test_allocation_lowers_the_insensitive_layers_first():
+    keys = [("conv_0", "kernel"), ("conv_1", "kernel"), ("act_0", "activation")]
+    widths = [2, 4, 8]
+    # conv_0 loses much below 8 bits, the others little; cost = total bits.
+    drops = {(*k, b): (3.0 if k[0] == "conv_0" else 0.1) * (8 - b) / 6 for k in keys for b in widths}
+    def cost_of(bits):
+        return sum(bits.values())
+    result = seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 12, widths)
+    assert result == {("conv_0", "kernel"): 8, ("conv_1", "kernel"): 2, ("act_0", "activation"): 2}
+    assert seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 5, widths) is None  # 6 at least
+
+
+class _ThreeQuantizers(kt.HyperModel):
+    def build(self, hp):
+        for name in ("k_bits", "b_bits", "a_bits"):
+            hp.Choice(name, [2, 3, 4, 8], ordered=True)
+        return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])  # never trained
+
+
+SEEDS = [("uniform 8", {"k_bits": 8, "b_bits": 8, "a_bits": 8}),
+         ("uniform 2", {"k_bits": 2, "b_bits": 2, "a_bits": 2}),
+         ("rule", {"k_bits": 8, "b_bits": 2, "a_bits": 3})]
+
+
+def _run_trials(tuner, count):
+    """Creates and ends `count` trials, scored by their total bits (no training); returns the
+    values of the new ones."""
+    oracle, created = tuner.oracle, []
+    for _ in range(count):
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            break
+        values = trial.hyperparameters.values
+        bits = {k: values[k] for k in ("k_bits", "b_bits", "a_bits")}
+        oracle.update_trial(trial.trial_id, {"val_score": float(sum(bits.values()))})
+        if not values.get("tuner/trial_id"):  # not Hyperband training a trial on for longer
+            created.append(bits)
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    return created
+
+
+@pytest.mark.parametrize("algo", tuners.ALGORITHMS)
+def test_every_algorithm_starts_with_the_seeds_once(algo, tmp_path):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's convergence warnings (bayesian)
+        tuner = tuners.make_tuner(algo, _ThreeQuantizers(), {}, 6, 3, 1, str(tmp_path),
+                                  seeds=SEEDS)
+        created = _run_trials(tuner, 6)
+        assert created[:3] == [values for _, values in SEEDS], created
+        assert all(c not in created[:3] for c in created[3:])  # the rest explores
+        assert tuner.oracle.seed_label({**SEEDS[2][1], "tuner/epochs": 1}) == "rule"
+        assert tuner.oracle.seed_label({"k_bits": 4, "b_bits": 4, "a_bits": 4}) is None
+        # Resumed from its folder, the oracle runs no seed again.
+        resumed = tuners.make_tuner(algo, _ThreeQuantizers(), {}, 8, 3, 1, str(tmp_path),
+                                    seeds=SEEDS)
+        resumed.oracle.reload()
+        # Where every oracle draws a new trial's values (the Gaussian process may still
+        # propose a tried point after its initial ones: that is its choice, not a seed).
+        drawn = resumed.oracle._random_values()
+    assert {k: drawn[k] for k in SEEDS[0][1]} not in [values for _, values in SEEDS], drawn
+
+
+def test_baselines_add_the_hand_rule_only_where_the_space_offers_its_widths(space, tmp_path):
+    from solvers.search import baselines
+    labels = [label for label, _, _ in baselines.plan(space)]
+    assert labels == [f"uniform {b}-bit" for b in range(2, 9)] + ["float32", "hand rule k8-2 a3"]
+    rule = baselines.plan(space)[-1][2]
+    assert rule["conv_0"]["kernel"] == rule["conv_6"]["kernel"] == 'quantized_bits(8,0,alpha="auto_po2")'
+    assert rule["conv_3"]["kernel"] == 'quantized_bits(2,0,alpha="auto_po2")'
+    assert rule["act_2"]["activation"] == "quantized_relu(3,8)"
+    text = "\n".join(line for line in (REPO / "quantization_config.yaml").read_text().splitlines()
+                     if "(2," not in line)
+    path = tmp_path / "no2.yaml"
+    path.write_text(text + "\n")
+    no2 = load_search_space(str(path))
+    assert [label for label, _, _ in baselines.plan(no2)][-1] == "float32"
+    assert all("hand rule" not in label for label, _ in seeds.seed_configs(no2, [3, 4, 8]))
