@@ -105,9 +105,14 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source, goal):
 
     rows = list(csv.DictReader(open(run_dir / "trials.csv")))
     assert [r["status"] for r in rows] == ["COMPLETED"] * 2
-    # The two trials sampled different configurations (2 draws from 7^20, seeded: deterministic),
-    # so picking the wrong one as the winner below cannot go unnoticed.
+    # The first trials are the seed trials (search/seeds.py): uniform 2-bit, then 3-bit (biases
+    # at the shipped limit's 8 bits), so picking the wrong one as the winner below cannot go
+    # unnoticed.
     assert len(HP_NAMES) == 20 and set(rows[0]) >= set(HP_NAMES)
+    assert [r["seed"] for r in rows] == ["uniform 2-bit", "uniform 3-bit"]
+    for row, bits in zip(rows, (2, 3)):
+        assert {int(row[f"{h}_bits"]) for h in HP_NAMES} == {bits, 8}
+        assert {int(row[f"{h}_bits"]) for h in HP_NAMES if "bias" in h} == {8}
     assert len({tuple(r[h] for h in HP_NAMES) for r in rows}) == 2
     # Next to each quantizer string, its width: the hyperparameter (conv_0_kernel_bits).
     assert all(int(r[f"{h}_bits"]) == pareto.bits_of(r[h]) for r in rows for h in HP_NAMES)

@@ -51,9 +51,14 @@ def test_allocation_lowers_the_insensitive_layers_first():
     drops = {(*k, b): (3.0 if k[0] == "conv_0" else 0.1) * (8 - b) / 6 for k in keys for b in widths}
     def cost_of(bits):
         return sum(bits.values())
-    result = seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 12, widths)
+    options = {k: widths for k in keys}
+    result = seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 12, options)
     assert result == {("conv_0", "kernel"): 8, ("conv_1", "kernel"): 2, ("act_0", "activation"): 2}
-    assert seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 5, widths) is None  # 6 at least
+    assert seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 5, options) is None  # 6 at least
+    # A kind the limit fixes (act_0 at 8 only) never moves: conv_0 has to give instead.
+    fixed = {**options, ("act_0", "activation"): [8]}
+    assert seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 14, fixed) == \
+        {("conv_0", "kernel"): 4, ("conv_1", "kernel"): 2, ("act_0", "activation"): 8}
 
 
 class _ThreeQuantizers(kt.HyperModel):

@@ -80,16 +80,17 @@ def quantizers_of(layer_bits, space):
     return result
 
 
-def allocate(drops, cost_of, start, budget, widths):
+def allocate(drops, cost_of, start, budget, options):
     """Greedy bit allocation from a sensitivity table: from `start` ({(layer, kind): bits}), lower
     one layer's kind to its next narrower width at a time, each time the step that loses the
     fewest dB per unit of cost saved, until the cost is at most `budget`. drops: {(layer, kind,
-    bits): dB lost}; cost_of(layer_bits) -> cost. None when even the narrowest widths cost more."""
+    bits): dB lost}; options: {(layer, kind): widths the search may give it} (a kind the limit
+    fixes never moves); cost_of(layer_bits) -> cost. None when even the narrowest cost more."""
     current, now = dict(start), cost_of(start)
     while now > budget:
         steps = []
         for key, bits in current.items():
-            lower = [w for w in widths if w < bits and (*key, w) in drops]
+            lower = [w for w in options.get(key, ()) if w < bits and (*key, w) in drops]
             if not lower:
                 continue
             trial = {**current, key: max(lower)}
@@ -104,10 +105,11 @@ def allocate(drops, cost_of, start, budget, widths):
     return current
 
 
-def seed_configs(space, widths, scale=3, drops=None, goal_cost=None):
+def seed_configs(space, widths, scale=3, drops=None, goal_cost=None, options=None):
     """[(label, {(layer, kind): bits})]: uniform at each width, the hand rules, and, given a
     sensitivity table (`drops`) and goal_cost(model) -> cost, the derived allocation at the cost
-    of uniform 2, 3 and 4 bits."""
+    of uniform 2, 3 and 4 bits, each layer's kind within `options` ({(layer, kind): widths}, the
+    search's choices after the limit; default: `widths` for all)."""
     configs = [(f"uniform {b}-bit", uniform(b)) for b in widths]
     configs += [(label, hand_rule(*rule)) for label, rule in HAND_RULES.items()]
     configs.append((KERNELS_4_ACTIVATIONS_8, hand_rule(4, 4, 8, 8)))
@@ -124,8 +126,9 @@ def seed_configs(space, widths, scale=3, drops=None, goal_cost=None):
             return cache[key]
         for b in SENSITIVITY_BUDGETS:
             if b in widths:
-                derived = allocate(drops, cost_of, uniform(max(widths)), cost_of(uniform(b)),
-                                   widths)
+                options = options or {key: widths for key in uniform(b)}
+                start = {key: max(allowed) for key, allowed in options.items()}
+                derived = allocate(drops, cost_of, start, cost_of(uniform(b)), options)
                 if derived is not None:
                     configs.append((f"sensitivity at uniform {b}-bit cost", derived))
     return configs
@@ -152,7 +155,9 @@ def for_search(space, choices, filters, scale, sensitivity_csv=None):
     drops = sensitivity.read_table(sensitivity_csv) if sensitivity_csv else None
     goal = space.objective.goal
     measure = {"bits": cost.bits, "bops": cost.bops, "energy": cost.energy_pj}[goal.type]
-    configs = seed_configs(space, baselines.widths(space), scale, drops,
-                           lambda model: measure(model, goal))
     bits_of = {**space.kernel, **space.bias, **space.activation}
+    options = {(layer, c.kind): [o if c.by_bits else bits_of[o] for o in c.options]
+               for c in choices.values() for layer in c.layers}
+    configs = seed_configs(space, baselines.widths(space), scale, drops,
+                           lambda model: measure(model, goal), options)
     return seed_trials(configs, choices, bits_of, filters)
