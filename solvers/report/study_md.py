@@ -122,21 +122,28 @@ def comparison_table(points, seeds):
 
 
 def rank_correlations(points, trials, seeds):
-    """Per seed: Spearman's rho between a trial's score (negated val_score: higher is better) and
-    the test PSNR of the same configuration trained to the full budget, over the points that were
-    also trials (seed trials by label, picks by trial id)."""
+    """Per seed: (rho of the score, rho of the trial's PSNR, n): Spearman's rank correlation with
+    the test PSNR of the same configuration trained to the full budget, of a trial's score
+    (negated val_score: higher is better; it blends in the cost) and of its validation PSNR (does
+    a short trial rank configurations as full training does?), over the points that were also
+    trials (seed trials by label, picks by trial id)."""
     result = {}
     for s in seeds:
         by_id = {r["trial_id"]: r for r in trials[s]}
         by_seed = {r["seed"]: r for r in trials[s] if r.get("seed")}
-        pairs = []
+        found = {}
         for p in points[s]:
             trial = by_id.get(p.get("trial_id")) or by_seed.get(p["label"])
             if trial and pareto.number(p.get("test_psnr")) is not None:
-                pairs.append((-float(trial["val_score"]), float(p["test_psnr"])))
-        pairs = list(dict.fromkeys(pairs))  # a pick that is a seed trial counts once
-        rho = spearmanr(*zip(*pairs)).statistic if len(pairs) >= 3 else None
-        result[s] = (rho, len(pairs))
+                found[trial["trial_id"]] = (-float(trial["val_score"]), float(trial["val_psnr"]),
+                                            float(p["test_psnr"]))  # a pick that is a seed: once
+        triples = list(found.values())
+        if len(triples) < 3:
+            result[s] = (None, None, len(triples))
+            continue
+        score, psnr, test = zip(*triples)
+        result[s] = (spearmanr(score, test).statistic, spearmanr(psnr, test).statistic,
+                     len(triples))
     return result
 
 
@@ -205,11 +212,15 @@ def write_study(out, seeds, settings, elapsed):
         lines.append(f"- {pick} vs {reference}: {mean:+.2f} dB, mean of {count} seed(s) "
                      f"(target {'above' if target == 0 else f'{target:+.2f}'}): "
                      f"{'met' if met else 'not met'}.")
-    lines += ["", "## Does a trial's score predict the trained model?", "",
-              "Spearman's rho between a trial's score (negated val_score) and the test PSNR of the "
-              "same configuration trained to the full budget:", ""]
-    lines += [f"- seed {s}: " + (f"rho = {rho:.2f} over {n} configurations" if rho is not None
-                                 else f"too few configurations ({n})") for s, (rho, n) in rhos.items()]
+    lines += ["", "## Does a trial predict the trained model?", "",
+              "Spearman's rank correlation with the test PSNR of the same configuration trained to "
+              "the full budget, over the configurations that were both a trial and a point: of the "
+              "trial's score (negated val_score, which blends in the cost) and of its validation "
+              "PSNR:", ""]
+    lines += [f"- seed {s}: " + (f"rho = {rho:.2f} (score), {rho_psnr:.2f} (trial PSNR) over {n} "
+                                 "configurations" if rho is not None
+                                 else f"too few configurations ({n})")
+              for s, (rho, rho_psnr, n) in rhos.items()]
     lines += ["", "## Every point", "", "| seed | label | cost | val PSNR | test PSNR | bits |",
               "|---|---|---:|---:|---:|---|"]
     for s in seeds:
