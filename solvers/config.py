@@ -64,7 +64,8 @@ class Profile:
 
 PROFILES = {
     # quick: `make random` in under 10 minutes on 2 CPU cores (measured time in the README).
-    "quick": Profile(trials=10, epochs=4, retrain_epochs=16, batch_size=16, patch_size=32,
+    # 20 trials: the first 10-12 are the seed trials (search/seeds.py), the rest explore.
+    "quick": Profile(trials=20, epochs=4, retrain_epochs=16, batch_size=16, patch_size=32,
                      steps_per_epoch=100),
     # paper: the seed's protocol; 1000 steps per epoch gives its two million training steps.
     "paper": Profile(trials=100, epochs=20, retrain_epochs=180, batch_size=16, patch_size=64,

@@ -106,9 +106,10 @@ def run_settings(args, run_name, profile, space, choices, filters=None):
         "run": run_name, "algo": args.algo, "profile": args.profile,
         "settings": dataclasses.asdict(profile), "seed": args.seed, "scale": args.scale,
         "learning_rate": args.learning_rate, "config": args.config, "float_model": args.float_model,
-        # An older run.yaml lacks test_images: read back as None, which equals the default's.
-        "data": {k: getattr(args, k, None) for k in ("data", "lr_data", "div2k_root",
-                                                      "train_images", "val_images", "test_images")},
+        "data": {**{k: getattr(args, k, None) for k in ("data", "lr_data", "div2k_root",
+                                                         "train_images", "val_images",
+                                                         "test_images")},
+                 "split": sources.SPLIT_VERSION},  # a run.yaml without it: older images
         "objective": dataclasses.asdict(space.objective),
         "search_space": {**{name: list(c.options) for name, c in choices.items()},
                          **(filters.choices() if filters else {})}, **tuned,

@@ -110,7 +110,8 @@ def test_baselines_write_their_settings_and_refuse_other_settings_in_their_folde
     saved = yaml.safe_load((folder / "baselines.yaml").read_text())
     assert saved["name"] == name and saved["profile"] == "quick"
     assert saved["data"] == {"data": str(images), "lr_data": None, "div2k_root": None,
-                             "train_images": None, "val_images": None, "test_images": None}
+                             "train_images": None, "val_images": None, "test_images": None,
+                             "split": 2}
     assert (saved["scale"], saved["seed"], saved["learning_rate"]) == (3, 1, 0.001)
     assert saved["budget"] == {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
                                "patch_size": 8}

@@ -287,12 +287,17 @@ def test_a_data_set_too_big_for_memory_is_refused(tmp_path, monkeypatch):
     assert_data_error(e, "3 images need", "GiB available", "TRAIN_IMAGES")
 
 
-def test_an_older_run_yaml_without_test_images_still_resumes():
-    """run.yaml's data gained test_images; an older run.yaml lacks it and reads it as None, the
-    default, so continuing that run is not refused for it (but a different count is)."""
+def test_results_from_before_the_three_way_split_match_nothing_of_today():
+    """run.yaml and baselines.yaml record data.split: an older file (none) validated on other
+    images, so its run is not continued and its baselines judge no run of today; test_images
+    absent reads as None, the default."""
+    from solvers.data.sources import SPLIT_VERSION
     from solvers.run_folder import RESUME_KEYS, differences
+    from solvers.search import baselines
     old = {"data": {"data": None, "lr_data": None, "div2k_root": None, "train_images": None,
                     "val_images": None}}
-    assert differences(old, {"data": {**old["data"], "test_images": None}}, RESUME_KEYS) == []
-    assert differences(old, {"data": {**old["data"], "test_images": 2}}, RESUME_KEYS) == \
+    today = {"data": {**old["data"], "test_images": None, "split": SPLIT_VERSION}}
+    assert differences(old, today, RESUME_KEYS) == [("data.split", None, SPLIT_VERSION)]
+    assert baselines.differences(old, today)[0][0] == "data.split"
+    assert differences(today, {"data": {**today["data"], "test_images": 2}}, RESUME_KEYS) == \
         [("data.test_images", None, 2)]

@@ -26,6 +26,10 @@ SKIMAGE_TRAIN = ("astronaut", "hubble_deep_field", "retina", "immunohistochemist
                  "stereo_motorcycle")
 SKIMAGE_VAL = ("chelsea", "coffee", "coins", "brick", "grass", "page", "cell", "microaneurysms")
 SKIMAGE_TEST = ("rocket", "camera", "moon", "clock", "gravel", "text")
+# Which split rule made the images a run validated on, recorded in run.yaml and baselines.yaml
+# (data.split): results from before the three-way split (none recorded) used other validation
+# images, so their baselines must not match a run of today, nor a run resume under today's rule.
+SPLIT_VERSION = 2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SCALES = (2, 3, 4)
 # DIV2K's test HR images are not public: its validation set is split in two halves instead.

@@ -21,6 +21,7 @@ import keras
 from solvers import files, run_folder, train
 from solvers.search import cost, retrain, seeds
 from solvers.config import ConfigError
+from solvers.data import sources
 from solvers.networks.base7 import base7, layer_names
 
 # width: every layer's bits (32: float32); the costs are cost.COST_COLUMNS and the goal's `cost`.
@@ -45,7 +46,8 @@ def set_settings(data, scale, seed, learning_rate, epochs, profile, space):
     """What defines a baseline set (MATCH_KEYS), for baselines.yaml: `data` holds DATA_KEYS
     (load_pairs' options, as in run.yaml), `epochs` those each baseline is trained for, the rest of
     the budget comes from the profile."""
-    return {"data": {k: data.get(k) for k in DATA_KEYS}, "scale": scale, "seed": seed,
+    return {"data": {**{k: data.get(k) for k in DATA_KEYS}, "split": sources.SPLIT_VERSION},
+            "scale": scale, "seed": seed,
             "quantizers": quantizer_maps(space),
             "budget": {"epochs": epochs, **{k: getattr(profile, k) for k in BUDGET_KEYS[1:]}},
             "learning_rate": learning_rate,
