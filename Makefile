@@ -121,8 +121,13 @@ sensitivity: $(FLOAT_MODEL) $(STAMP)
 SEEDS ?= 1 2 3
 STUDY_ALGO ?= random
 STUDY_OUT ?= results/study
+# The sensitivity table is built first when missing (it gives the derived seed trials).
+SENSITIVITY_CSV := results/sensitivity/sensitivity.csv
+$(SENSITIVITY_CSV): | $(FLOAT_MODEL) $(STAMP)
+	$(PY) -m solvers.search.sensitivity $(SENSITIVITY_OPTS)
+
 .PHONY: study
-study: $(STAMP)
+study: $(SENSITIVITY_CSV) $(STAMP)
 	$(PY) -m solvers.study --seeds $(SEEDS) --algo $(STUDY_ALGO) --profile $(PROFILE) \
 		--config $(CONFIG) --out $(STUDY_OUT) $(if $(TRIALS),--trials $(TRIALS)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
