@@ -101,7 +101,9 @@ def _plan(args, space, trials):
     plan = [(f"uniform {b}-bit", "uniform", "", None, q) for b, q in uniform.items() if q]
     plan.append(("float32", "float", "", None, None))
     label, rule = next(iter(seeds.HAND_RULES.items()))
-    plan.append((label, "hand rule", "", None, seeds.quantizers_of(seeds.hand_rule(*rule), space)))
+    if seeds.offers(space, seeds.hand_rule(*rule)):  # its widths in the space
+        plan.append((label, "hand rule", "", None,
+                     seeds.quantizers_of(seeds.hand_rule(*rule), space)))
     # The budgets are the baselines' own costs (a limit may have kept a seed trial from being
     # exactly uniform, e.g. biases fixed at 8 bits).
     costs = {label: goal_cost(q, space, args.scale) for label, kind, _, _, q in plan
