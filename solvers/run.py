@@ -143,8 +143,9 @@ def sensitivity_table(args):
 
 
 def seed_trials(args, space, choices, filters):
-    """The first trials (search/seeds.py), printed; none with --no-seed-trials."""
-    if args.no_seed_trials:
+    """The first trials (search/seeds.py), printed; none with --no-seed-trials, and none on a
+    worker: the chief's oracle hands them out (computing them takes up to half a minute)."""
+    if args.no_seed_trials or args.role == "worker":
         return []
     table = sensitivity_table(args)
     trials = seeds.for_search(space, choices, filters, args.scale, table)
@@ -218,9 +219,7 @@ def search_and_retrain(args):
     # training (L1 loss, Y-PSNR with the scale's border); the optimizer state is not needed.
     test = {"images": int(test_ds.cardinality())}
     for name, suffix in (("best_model_retrained.keras", ""), ("best_model.keras", "_search")):
-        model = keras.models.load_model(os.path.join(run_dir, name), compile=False)
-        scores = train.compile_model(model, border=args.scale).evaluate(test_ds, return_dict=True,
-                                                                        verbose=0)
+        scores = train.evaluate_saved(os.path.join(run_dir, name), test_ds, args.scale)
         test.update({f"psnr{suffix}": float(scores["psnr"]), f"loss{suffix}": float(scores["loss"])})
     values = {**values, **quantizer_values(choices, values)}  # widths → quantizer strings
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale,

@@ -49,6 +49,13 @@ def compile_model(model, learning_rate=1e-3, border=3, xla=False):
     return model
 
 
+def evaluate_saved(path, dataset, border):
+    """{"loss", "psnr"} of a saved model on `dataset`, compiled as every model is trained (its
+    optimizer state is not needed to score it)."""
+    model = compile_model(keras.models.load_model(path, compile=False), border=border)
+    return model.evaluate(dataset, return_dict=True, verbose=0)
+
+
 def execution_steps(steps_per_epoch, most=MOST_STEPS_PER_EXECUTION):
     """The largest divisor of steps_per_epoch up to `most`: Keras rounds an epoch up to a whole
     number of executions, so anything else would train more steps than asked for."""

@@ -18,7 +18,8 @@ def _trial(trial_id, kernel, bias, act, cost, val_psnr, seed=""):
     """A trials.csv row with every layer's widths (kernel: one width or 7)."""
     kernel = kernel if isinstance(kernel, list) else [kernel] * 7
     row = {"trial_id": str(trial_id), "status": "COMPLETED", "cost": str(cost), "bits": str(cost),
-           "val_psnr": str(val_psnr), "val_score": str(10 - val_psnr / 10), "seed": seed}
+           "val_psnr": str(val_psnr), "val_score": str(10 - val_psnr / 10), "seed": seed,
+           "val_loss": str(10 ** (1 - 0.025 * val_psnr))}  # 1 dB = 5.93 % of L1
     for i in range(7):
         row[f"conv_{i}_kernel_bits"], row[f"conv_{i}_kernel"] = kernel[i], Q["k"].format(kernel[i])
         row[f"conv_{i}_bias_bits"], row[f"conv_{i}_bias"] = bias, Q["b"].format(bias)
@@ -98,4 +99,8 @@ def test_study_md_judges_the_mean_difference_on_test_images(tmp_path, gain):
         "(target -0.05): met." in verdict
     assert "float32" not in verdict  # no k4a8 pick among the points: no verdict on it
     # Trials 0-2 (uniform 2-4 by seed label) and 6, 2 by id: rank agreement on 4 configurations.
+    # The objective's trade-off from the trials: 10^0.025 - 1 of L1 per dB; delta 3 forgives
+    # log10(1.03) / 0.025 = 0.51 dB per halving. Uniform 2 -> 3 bits: 0.5 dB over 1 halving.
+    assert "1 dB of validation PSNR is 5.9 % of the L1 loss" in text and "3: 0.51 dB" in text
+    assert "- uniform 2-bit → uniform 3-bit: +0.50 dB" in text
     assert "rho = " in text and (tmp_path / "study.png").stat().st_size > 10_000

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from scipy.stats import spearmanr
 
-from solvers import files
+from solvers import files, run_folder
 from solvers.networks.base7 import base_filters, layer_names, quantizers_from_hp
 from solvers.report import pareto
 
@@ -186,26 +186,62 @@ def plot(points, trials, seeds, column, path):
     plt.close(fig)
 
 
-def files_yaml(path):
-    import yaml
-    with open(path) as f:
-        return yaml.safe_load(f)
+def loss_per_db(trials, seeds):
+    """(fraction of L1 per dB of validation PSNR, trials fitted): the slope of log10(val_loss)
+    against val_psnr over every completed trial, which turns the objective's delta (a share of the
+    loss per halving of cost) into dB per halving."""
+    rows = [r for s in seeds for r in trials[s]
+            if pareto.number(r.get("val_loss")) and pareto.number(r.get("val_psnr"))]
+    if len(rows) < 3:
+        return None, len(rows)
+    slope = np.polyfit([float(r["val_psnr"]) for r in rows],
+                       [np.log10(float(r["val_loss"])) for r in rows], 1)[0]
+    return 10 ** -slope - 1, len(rows)
+
+
+def uniform_slopes(trials, seeds, column):
+    """[(from label, to label, mean dB per halving of cost)] along the uniform seed trials."""
+    steps = {}
+    for s in seeds:
+        uniform = sorted((r for r in trials[s] if r.get("seed", "").startswith("uniform")),
+                         key=lambda r: float(r[column]))
+        for a, b in zip(uniform, uniform[1:]):
+            halvings = np.log2(float(b[column]) / float(a[column]))
+            gain = float(b["val_psnr"]) - float(a["val_psnr"])
+            steps.setdefault((a["seed"], b["seed"]), []).append(gain / halvings)
+    return [(a, b, float(np.mean(v))) for (a, b), v in steps.items()]
+
+
+def objective_md(trials, seeds, column):
+    """The objective's trade-off in dB, measured on these trials (README, The objective)."""
+    share, count = loss_per_db(trials, seeds)
+    if share is None:
+        return []
+    lines = ["", "## The objective's trade-off in dB", "",
+             (f"Over {count} completed trials, 1 dB of validation PSNR is {100 * share:.1f} % of "
+              "the L1 loss, so a delta_p of d % forgives log10(1 + d/100) / log10(1 + "
+              f"{share:.4f}) dB per halving of cost: " + ", ".join(
+                  f"{d}: {np.log10(1 + d / 100) / np.log10(1 + share):.2f} dB"
+                  for d in (2, 3, 4, 5, 8)) + "."), "",
+             "The uniform seed trials' validation PSNR per halving of cost (mean over seeds):", ""]
+    return lines + [f"- {a} → {b}: {slope:+.2f} dB" for a, b, slope in
+                    uniform_slopes(trials, seeds, column)]
 
 
 def write_study(out, seeds, settings, elapsed):
     """study.md and study.png in `out`; returns study.md's path."""
     points, trials = _rows(out, seeds)
     run_yaml = os.path.join(out, f"seed{seeds[0]}", "search", "run.yaml")
-    column = pareto.cost_column(files_yaml(run_yaml))  # the goal's cost
+    column = pareto.cost_column(run_folder.read_yaml(run_yaml))  # the goal's cost
     plot(points, trials, seeds, column, os.path.join(out, "study.png"))
     table, verdicts = comparison_table(points, seeds)
     rhos = rank_correlations(points, trials, seeds)
     lines = ["# Study: the search against uniform quantization", "",
-             f"Seeds {', '.join(map(str, seeds))}; search `{settings.get('algo')}`, "
-             f"{settings.get('trials') or 'profile'} trials; every compared model trained from "
-             "scratch for the same budget (epochs of a trial + retrain epochs), its best epoch "
-             "chosen on the validation images; PSNR on the held-out test images. "
-             f"Total time {elapsed / 60:.0f} min.", "",
+             (f"Seeds {', '.join(map(str, seeds))}; search `{settings.get('algo')}`, "
+              f"{settings.get('trials') or 'profile'} trials; every compared model trained from "
+              "scratch for the same budget (epochs of a trial + retrain epochs), its best epoch "
+              "chosen on the validation images; PSNR on the held-out test images. "
+              f"Total time {elapsed / 60:.0f} min."), "",
              "![fronts](study.png)", "", "## Test PSNR at equal cost", "", *table, "",
              "## Verdict", ""]
     for pick, reference, mean, target, met, count in verdicts:
@@ -213,14 +249,15 @@ def write_study(out, seeds, settings, elapsed):
                      f"(target {'above' if target == 0 else f'{target:+.2f}'}): "
                      f"{'met' if met else 'not met'}.")
     lines += ["", "## Does a trial predict the trained model?", "",
-              "Spearman's rank correlation with the test PSNR of the same configuration trained to "
-              "the full budget, over the configurations that were both a trial and a point: of the "
-              "trial's score (negated val_score, which blends in the cost) and of its validation "
-              "PSNR:", ""]
+              ("Spearman's rank correlation with the test PSNR of the same configuration trained "
+               "to the full budget, over the configurations that were both a trial and a point: of "
+               "the trial's score (negated val_score, which blends in the cost) and of its "
+               "validation PSNR:"), ""]
     lines += [f"- seed {s}: " + (f"rho = {rho:.2f} (score), {rho_psnr:.2f} (trial PSNR) over {n} "
                                  "configurations" if rho is not None
                                  else f"too few configurations ({n})")
               for s, (rho, rho_psnr, n) in rhos.items()]
+    lines += objective_md(trials, seeds, column)
     lines += ["", "## Every point", "", "| seed | label | cost | val PSNR | test PSNR | bits |",
               "|---|---|---:|---:|---:|---|"]
     for s in seeds:

@@ -179,8 +179,7 @@ def train_point(label, quantizers, data, budget, out_dir, tb_dir, filters=None, 
     row = {"label": label, **metrics, "epochs": budget.epochs, "best_epoch": best,
            "model": model_path}
     if data.test is not None:
-        test = keras.models.load_model(os.path.join(out_dir, model_path)).evaluate(
-            data.test, return_dict=True, verbose=0)
+        test = train.evaluate_saved(os.path.join(out_dir, model_path), data.test, budget.scale)
         row.update(test_loss=float(test["loss"]), test_psnr=float(test["psnr"]))
     return row
 

@@ -25,10 +25,10 @@ from solvers.search import cost
 
 @dataclass(frozen=True)
 class ObjectiveParams:
-    # 3 % of L1 per halving of cost is about 0.55 dB of PSNR per halving (measured: 1 dB of
-    # validation PSNR is 5.5 % of L1 here): between the uniform curve's slope below 6 bits (1.1-3
-    # dB per halving) and above (about 0.2), so the score picks the knee. AutoQKeras' 8 forgave
-    # 1.4 dB per halving and picked cheaper, clearly worse models (README, The objective).
+    # 3 % of L1 per halving of cost is about 0.5 dB of PSNR per halving (make study measures it:
+    # 1 dB of validation PSNR is 5.9 % of L1 over its trials): between the uniform curve's slope
+    # below 6 bits (0.8-2.8 dB per halving) and above, so the score picks the knee. AutoQKeras' 8
+    # forgave 1.3 dB per halving and picked cheaper, clearly worse models (README, The objective).
     delta_p: float = 3.0
     delta_n: float = 3.0
     rate: float = 2.0
