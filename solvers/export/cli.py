@@ -1,0 +1,130 @@
+"""`make export RUN=name [MODEL=path BACKEND= IO= REUSE= SIZE=HxW]`: a run's chosen model as an
+hls4ml project in results/<RUN>/hls4ml/project/, checked by C simulation against Keras on the
+run's validation photos, with export.md and export.json beside it.
+
+The project's frame size (SIZE) defaults to the LR size the run's costs are computed at (its
+goal's input_hw), so the design and the costs in export.md describe the same computation.
+"""
+import argparse
+import io
+import os
+import sys
+import time
+
+from solvers import config as _config
+from solvers.data import sources
+from solvers.evaluate import EvalError, load_model
+from solvers.export import graph as hgraph
+from solvers.export import hls, report, verify
+from solvers.run_folder import read_yaml
+from solvers.search import cost
+
+MODEL_FILES = ("best_model_retrained.keras", "best_model.keras")  # the chosen model, retrained first
+
+
+def parse_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if not (1 <= h <= 4096 and 1 <= w <= 4096):
+            raise ValueError
+    except ValueError:
+        raise hgraph.ExportError(f"SIZE: {text!r} is not HxW, the design's LR frame in pixels "
+                                 "(1 to 4096 each), e.g. 64x64") from None
+    return h, w
+
+
+def find_model(run_dir, model_path):
+    if model_path:
+        return model_path
+    for name in MODEL_FILES:
+        if os.path.isfile(os.path.join(run_dir, name)):
+            return os.path.join(run_dir, name)
+    raise hgraph.ExportError(f"RUN: {run_dir}: no {' or '.join(MODEL_FILES)} (the search has "
+                             "not finished); MODEL=path exports another model")
+
+
+def goal_of(settings):
+    goal = ((settings.get("objective") or {}).get("goal")) or {}
+    return cost.Goal(**{**goal, "input_hw": tuple(goal.get("input_hw", cost.Goal().input_hw))})
+
+
+def validation_pairs(settings, scale, count):
+    data = settings.get("data") or {}
+    pairs = sources.load_pairs(data.get("data"), scale, data.get("lr_data"),
+                               data.get("div2k_root"), data.get("train_images"),
+                               data.get("val_images"), data.get("test_images"))[1]
+    return pairs[:count] if count else pairs
+
+
+def export(args, progress=print):
+    """Writes the project and the reports; returns the export.json document."""
+    run_dir = args.run_dir
+    if not os.path.isdir(run_dir) and not args.model:
+        raise hgraph.ExportError(f"RUN: {run_dir}: no such run folder")
+    model_path = find_model(run_dir, args.model)
+    run_yaml = os.path.join(run_dir, "run.yaml")
+    settings = read_yaml(run_yaml) if os.path.isfile(run_yaml) else {}
+    hls.hls4ml()  # before any work: the one-line message if it is missing
+    hls.check_compiler()
+    scale = int(settings.get("scale", 3))
+    try:
+        model = load_model(model_path, scale, "MODEL")
+    except EvalError as e:
+        raise hgraph.ExportError(str(e)) from None
+    parts = hgraph.describe(model)
+    goal = goal_of(settings)
+    size = parse_size(args.size) if args.size else tuple(goal.input_hw)
+    pairs = validation_pairs(settings, scale, args.photos)
+    out_dir = args.out or os.path.join(run_dir, "hls4ml")
+    types, bounds = hgraph.layer_types(parts)
+    log = io.StringIO()
+    started = time.time()
+    design = hgraph.hls_graph(parts, size)
+    cfg = hls.config(design, types, args.reuse)
+    project = hls.convert(design, cfg, os.path.join(out_dir, "project"), args.backend, args.io, log)
+    progress(f"hls4ml project: {os.path.join(out_dir, 'project')} ({args.backend}, {args.io}, "
+             f"{size[0]}x{size[1]} LR frame)")
+    results = verify.run(model, parts, types, pairs, os.path.join(out_dir, "csim"), args.backend,
+                         args.io, args.reuse, log, progress)
+    document = report.document(
+        model_path=model_path, parts=parts, types=types, bounds=bounds, backend=args.backend,
+        io_type=args.io, reuse=args.reuse, size=size, design=hls.design_layers(project),
+        results=results, summary=verify.summary(results), costs=cost.costs(model, goal),
+        goal=goal, seconds=time.time() - started, out_dir=out_dir)
+    report.write(out_dir, document, log.getvalue())
+    return document
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run-dir", required=True, help="results/<RUN>")
+    p.add_argument("--model", help="a .keras quantized base7 (default: the run's chosen model)")
+    p.add_argument("--backend", default="Vitis", help=f"one of {', '.join(hls.BACKENDS)}")
+    p.add_argument("--io", default="io_stream", help=f"one of {', '.join(hls.IO_TYPES)}")
+    p.add_argument("--reuse", type=int, default=1, help="reuse factor of every layer")
+    p.add_argument("--size", help="HxW LR frame of the project (default: the goal's input_hw)")
+    p.add_argument("--photos", type=int, default=0, help="verify on the first n validation "
+                   "photos only (0: all)")
+    p.add_argument("--out", help="output folder (default: <run-dir>/hls4ml)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.reuse < 1:
+            raise hgraph.ExportError(f"REUSE: {args.reuse} is not a reuse factor (1 or more)")
+        document = export(args)
+    except _config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    s = document["verification"]
+    print(f"C simulation on {s['photos']} validation photos: "
+          f"{'bit-exact' if s['bit_exact'] else 'NOT bit-exact'} (identical_fraction "
+          f"{s['identical_fraction']:.6f}, max_abs_diff {s['max_abs_diff']:g}); "
+          f"{os.path.join(document['out_dir'], 'export.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

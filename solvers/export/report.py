@@ -1,0 +1,122 @@
+"""export.json (every figure) and export.md (the same for people) of one export."""
+import os
+
+from solvers import files
+
+HOST_STEPS = ("depth-to-space: output pixel (y·s + dy, x·s + dx), colour c, is channel "
+              "(dy·s + dx)·3 + c of the design's output pixel (y, x); pure data movement",
+              "clip to [0, 255] (the model's last layer)",
+              "round half to even to 8 bits (how the tool stores and scores every image)")
+
+
+def document(*, model_path, parts, types, bounds, backend, io_type, reuse, size, design, results,
+             summary, costs, goal, seconds, out_dir):
+    """The export.json document (plain types only)."""
+    layers = []
+    for name in ["lr", *[n for pair in zip(parts.convs, parts.acts + [None]) for n in pair if n],
+                 "anchor", "add_anchor"]:
+        layers.append({"layer": name, "qkeras": parts.quantizers.get(name),
+                       "types": {k: t.hls() for k, t in types[name].items()},
+                       "sum_range": list(bounds[name]) if name in bounds else None})
+    return {
+        "model": model_path, "out_dir": out_dir, "project": os.path.join(out_dir, "project"),
+        "backend": backend, "io_type": io_type, "reuse_factor": reuse,
+        "frame_lr": list(size), "scale": parts.scale, "seconds": round(seconds, 1),
+        "host_post_processing": list(HOST_STEPS), "layers": layers, "hls4ml_design": design,
+        "costs": {k: float(v) for k, v in costs.items()},
+        "goal": {"type": goal.type, "input_hw": list(goal.input_hw)},
+        "verification": {**summary, "photos_detail": results},
+    }
+
+
+def markdown(doc):
+    v = doc["verification"]
+    h, w = doc["frame_lr"]
+    lines = [
+        f"# Export to hls4ml: `{doc['model']}`", "",
+        f"Project: `{doc['project']}` ({doc['backend']} backend, `{doc['io_type']}`, reuse factor "
+        f"{doc['reuse_factor']}, LR frame {h}x{w}, x{doc['scale']}). Written and verified in "
+        f"{doc['seconds']:.0f} s.", "",
+        "## C simulation against Keras", "",
+        (f"**{'Bit-exact' if v['bit_exact'] else 'Not bit-exact'}** on {v['photos']} validation "
+         f"photos ({v['pixels']} output pixels): identical_fraction {v['identical_fraction']:.6f}, "
+         f"max_abs_diff {v['max_abs_diff']:g} (8-bit levels), before rounding "
+         f"{v['max_abs_diff_raw']:g}."),
+        "",
+        "The design was built with g++ at each photo's size (the arithmetic, types and weights are "
+        "the project's; an io_stream design's frame size is fixed at build time) and run on the "
+        "whole LR photo; its output, post-processed as below, is compared with the Keras model's "
+        "after both are rounded to 8 bits. A pixel is identical when its three values are.", "",
+        "| photo | LR size | pixels | identical_fraction | max_abs_diff | before rounding | "
+        "first differing layer |",
+        "|---|---|---:|---:|---:|---:|---|"]
+    for r in v["photos_detail"]:
+        first = r["first_difference"]
+        where = (f"{first['layer']}: {first['values']} values, up to {first['max_abs_diff']:g} "
+                 f"({first['why']})" if first else "none")
+        lines.append(f"| {r['name']} | {r['h']}x{r['w']} | {r['pixels']} | "
+                     f"{r['identical_fraction']:.6f} | {r['max_abs_diff']:g} | "
+                     f"{r['max_abs_diff_raw']:g} | {where} |")
+    lines += ["", "## What runs where", "",
+              "On the accelerator (hls4ml): the convolutions and quantized ReLUs, the anchor as a "
+              f"1x1 convolution with 0/1 weights (channel k copies input colour k mod 3, the "
+              f"input repeated {doc['scale'] ** 2} times as base7's concatenation does) and the "
+              "add. Input: 8-bit RGB pixels, `ufixed<8,8>`. Output: "
+              f"{3 * doc['scale'] ** 2} values per LR pixel (the anchored residual).", "",
+              "On the host, as the verification does it:", ""]
+    lines += [f"{i}. {step}" for i, step in enumerate(doc["host_post_processing"], 1)]
+    lines += ["", "hls4ml 1.3.0 has no depth-to-space layer and merges only two inputs; "
+              "`solvers/export/graph.py` says what a later release would have to add.", "",
+              "## Fixed-point types", "",
+              "Every type holds the quantized values exactly; sums cannot overflow for any input "
+              "in range (the range column: the extreme partial sums). A kernel type is wider "
+              "than its qkeras bits when the layer's per-channel power-of-2 scales (auto_po2) "
+              "differ: one type per layer holds every channel, and a weight's trailing zero bits "
+              "are wiring, not multiplier width, when weights are constants.", "",
+              "| layer | qkeras | weight | bias | accumulator / result | sum range |",
+              "|---|---|---|---|---|---|"]
+    for layer in doc["layers"]:
+        t, q = layer["types"], layer["qkeras"] or {}
+        qk = ", ".join(f"{k}: `{v}`" for k, v in q.items()) or "8-bit input"
+        result = t.get("accum", t.get("result"))
+        span = (f"[{layer['sum_range'][0]:g}, {layer['sum_range'][1]:g}]"
+                if layer["sum_range"] else "")
+        lines.append(f"| {layer['layer']} | {qk} | {t.get('weight', '')} | {t.get('bias', '')} | "
+                     f"{result} | {span} |")
+    lines += ["", "## Estimates and costs", "",
+              "hls4ml 1.3.0 makes no resource or latency estimate without vendor tools: its "
+              "reports read Vivado/Vitis synthesis output, and its one vendor-free estimator "
+              "(the DSP objective of DSP-aware pruning) fails on Keras 3 models. What hls4ml "
+              "will synthesize, read back from the converted model:", "",
+              "| layer | class | strategy | reuse | weights | weight type | multipliers |",
+              "|---|---|---|---:|---:|---|---:|"]
+    for row in doc["hls4ml_design"]:
+        if row["weights"]:
+            lines.append(f"| {row['layer']} | {row['class']} | {row['strategy']} | "
+                         f"{row['reuse_factor']} | {row['weights']} | `{row['weight_type']}` | "
+                         f"{row['multipliers']} |")
+    design_bits = sum(r["weights"] * _width(r["weight_type"]) for r in doc["hls4ml_design"]
+                      if r["weights"])
+    c = doc["costs"]
+    gh, gw = doc["goal"]["input_hw"]
+    lines += ["", f"Weight memory of the design: {design_bits} bits (declared widths, the anchor's "
+              "0/1 weights included).", "",
+              f"This tool's costs of the same model (goal `{doc['goal']['type']}`, {gh}x{gw} LR "
+              "input):", "",
+              "| size_bits | bits | BOPs | energy (pJ) |", "|---:|---:|---:|---:|",
+              f"| {c['size_bits']:.0f} | {c['bits']:.0f} | {c['bops']:.4g} | "
+              f"{c['energy_pj']:.4g} |", ""]
+    return "\n".join(lines)
+
+
+def _width(definition):
+    """Width of an ap_fixed / ap_ufixed / ap_int definition string."""
+    inside = definition[definition.index("<") + 1:definition.index(">")]
+    return int(inside.split(",")[0])
+
+
+def write(out_dir, doc, log_text):
+    os.makedirs(out_dir, exist_ok=True)
+    files.write_json(os.path.join(out_dir, "export.json"), doc)
+    files.write_text(os.path.join(out_dir, "export.md"), markdown(doc))
+    files.write_text(os.path.join(out_dir, "hls4ml.log"), log_text)
