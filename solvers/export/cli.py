@@ -114,6 +114,7 @@ def main(argv=None):
     try:
         if args.reuse < 1:
             raise hgraph.ExportError(f"REUSE: {args.reuse} is not a reuse factor (1 or more)")
+        hls.check_choices(args.backend, args.io)
         document = export(args)
     except _config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -44,13 +44,18 @@ def config(graph, types, reuse=1, trace=False):
     return cfg
 
 
+def check_choices(backend, io_type):
+    if backend not in BACKENDS:
+        raise ExportError(f"BACKEND: {backend!r} is not one of {', '.join(BACKENDS)} (the "
+                          "backends whose C simulation needs only g++)")
+    if io_type not in IO_TYPES:
+        raise ExportError(f"IO: {io_type!r} is not one of {', '.join(IO_TYPES)}")
+
+
 def convert(graph, cfg, out_dir, backend, io_type, log):
     """The hls4ml model (project files written to out_dir, not compiled); hls4ml's printed
     output goes to the text stream `log`."""
-    if backend not in BACKENDS:
-        raise ExportError(f"BACKEND: {backend!r} is not one of {', '.join(BACKENDS)}")
-    if io_type not in IO_TYPES:
-        raise ExportError(f"IO: {io_type!r} is not one of {', '.join(IO_TYPES)}")
+    check_choices(backend, io_type)
     module = hls4ml()
     with contextlib.redirect_stdout(log):
         model = module.converters.convert_from_keras_model(

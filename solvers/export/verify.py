@@ -27,7 +27,7 @@ def first_difference(hls_model, model, parts, x):
     between the design (hls4ml's trace) and Keras, in the order data flows; None if none does."""
     _, trace = hls_model.trace(np.ascontiguousarray(x, np.float64))
     names = [n for pair in zip(parts.convs, parts.acts + [None]) for n in pair if n]
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
     for name, expected in zip(names, probe(x.astype(np.float32), training=False)):
         expected = np.asarray(expected, np.float64)
         found = np.asarray(trace[name], np.float64).reshape(expected.shape)
