@@ -93,6 +93,10 @@ def test_tiny_trained_model_is_bit_exact_in_c_simulation(tiny_run, capsys):
     assert v["bit_exact"] and v["identical_fraction"] == 1.0 and v["max_abs_diff_raw"] == 0.0
     assert v["photos"] == 1 and v["pixels"] == 60 * 72
     assert os.path.isfile(out_dir / "project" / "firmware" / "myproject.cpp")
+    # The project itself, at its 8x8 frame, on the photo's centre crop; the crop is its testbench.
+    assert v["project"]["crops"] == 1 and v["project"]["identical"] == v["project"]["pixels"] == 576
+    tb = (out_dir / "project" / "tb_data" / "tb_input_features.dat").read_text().split()
+    assert len(tb) == 8 * 8 * 3
     assert not os.path.exists(out_dir / "csim")  # the per-size builds are removed
     types = {layer["layer"]: layer["types"] for layer in doc["layers"]}
     assert types["act_0"]["result"] == "ufixed<8,8,RND_CONV,SAT>"

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from solvers import config as _config
 from solvers.data import sources
 from solvers.evaluate import EvalError, load_model
@@ -81,15 +83,28 @@ def export(args, progress=print):
     started = time.time()
     design = hgraph.hls_graph(parts, size)
     cfg = hls.config(design, types, args.reuse)
-    project = hls.convert(design, cfg, os.path.join(out_dir, "project"), args.backend, args.io, log)
+    crops = verify.center_crops(pairs, size)
+    # The testbench stays beside the project: hls4ml rewrites the project, tb_data/ included,
+    # from these files whenever it compiles it.
+    testbench = (None, None)
+    if crops:
+        x = np.stack([crop for _, crop in crops]).astype(np.float64)
+        tb = os.path.join(out_dir, "testbench")
+        os.makedirs(tb, exist_ok=True)
+        testbench = (os.path.join(tb, "inputs.npy"), os.path.join(tb, "outputs.npy"))
+        np.save(testbench[0], x)
+        np.save(testbench[1], verify.keras_residual(model, x).reshape(len(x), -1))
+    project = hls.convert(design, cfg, os.path.join(out_dir, "project"), args.backend, args.io,
+                          log, testbench)
     progress(f"hls4ml project: {os.path.join(out_dir, 'project')} ({args.backend}, {args.io}, "
              f"{size[0]}x{size[1]} LR frame)")
+    project_result = verify.project_check(project, model, parts, crops, log)
     results = verify.run(model, parts, types, pairs, os.path.join(out_dir, "csim"), args.backend,
                          args.io, args.reuse, log, progress)
     document = report.document(
         model_path=model_path, parts=parts, types=types, bounds=bounds, backend=args.backend,
         io_type=args.io, reuse=args.reuse, size=size, design=hls.design_layers(project),
-        results=results, summary=verify.summary(results), costs=cost.costs(model, goal),
+        results=results, summary=verify.summary(results, project_result), project_check=project_result, costs=cost.costs(model, goal),
         goal=goal, seconds=time.time() - started, out_dir=out_dir)
     report.write(out_dir, document, log.getvalue())
     return document

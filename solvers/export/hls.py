@@ -52,15 +52,16 @@ def check_choices(backend, io_type):
         raise ExportError(f"IO: {io_type!r} is not one of {', '.join(IO_TYPES)}")
 
 
-def convert(graph, cfg, out_dir, backend, io_type, log):
+def convert(graph, cfg, out_dir, backend, io_type, log, testbench=(None, None)):
     """The hls4ml model (project files written to out_dir, not compiled); hls4ml's printed
-    output goes to the text stream `log`."""
+    output goes to the text stream `log`. testbench: (inputs .npy, expected outputs .npy) that
+    hls4ml copies into the project's tb_data/ for the vendor's C simulation."""
     check_choices(backend, io_type)
     module = hls4ml()
     with contextlib.redirect_stdout(log):
         model = module.converters.convert_from_keras_model(
             graph, hls_config=cfg, output_dir=os.fspath(out_dir), backend=backend,
-            io_type=io_type)
+            io_type=io_type, input_data_tb=testbench[0], output_data_tb=testbench[1])
         model.write()
     return model
 

@@ -10,7 +10,7 @@ HOST_STEPS = ("depth-to-space: output pixel (y·s + dy, x·s + dx), colour c, is
 
 
 def document(*, model_path, parts, types, bounds, backend, io_type, reuse, size, design, results,
-             summary, costs, goal, seconds, out_dir):
+             summary, project_check, costs, goal, seconds, out_dir):
     """The export.json document (plain types only)."""
     layers = []
     for name in ["lr", *[n for pair in zip(parts.convs, parts.acts + [None]) for n in pair if n],
@@ -25,7 +25,7 @@ def document(*, model_path, parts, types, bounds, backend, io_type, reuse, size,
         "host_post_processing": list(HOST_STEPS), "layers": layers, "hls4ml_design": design,
         "costs": {k: float(v) for k, v in costs.items()},
         "goal": {"type": goal.type, "input_hw": list(goal.input_hw)},
-        "verification": {**summary, "photos_detail": results},
+        "verification": {**summary, "photos_detail": results, "project": project_check},
     }
 
 
@@ -57,6 +57,19 @@ def markdown(doc):
         lines.append(f"| {r['name']} | {r['h']}x{r['w']} | {r['pixels']} | "
                      f"{r['identical_fraction']:.6f} | {r['max_abs_diff']:g} | "
                      f"{r['max_abs_diff_raw']:g} | {where} |")
+    p = v["project"]
+    lines += [""]
+    if p["crops"]:
+        lines.append(
+            f"The project as written ({h}x{w} frame), compiled and run on the centred {h}x{w} crop "
+            f"of each validation photo at least that large ({p['crops']} crops, each its own "
+            f"input): identical_fraction {p['identical_fraction']:.6f}, max_abs_diff "
+            f"{p['max_abs_diff']:g}, before rounding {p['max_abs_diff_raw']:g}. Its testbench "
+            "(`tb_data/`) holds these crops and the Keras model's outputs for the vendor's C "
+            "simulation (`csim_design`).")
+    else:
+        lines.append(f"No validation photo is {h}x{w} or larger: the project was not run at "
+                     "its own frame size, and its testbench is hls4ml's default.")
     lines += ["", "## What runs where", "",
               "On the accelerator (hls4ml): the convolutions and quantized ReLUs, the anchor as a "
               f"1x1 convolution with 0/1 weights (channel k copies input colour k mod 3, the "

@@ -85,13 +85,47 @@ def run(model, parts, types, pairs, work_dir, backend, io_type, reuse, log, prog
     return results
 
 
-def summary(results):
+def center_crops(pairs, size):
+    """[(name, uint8 LR crop)]: the centred size[0] x size[1] crop of every photo at least that
+    large: inputs of the project's own frame size."""
+    h, w = size
+    crops = []
+    for pair in pairs:
+        top, left = (pair.lr.shape[0] - h) // 2, (pair.lr.shape[1] - w) // 2
+        if top >= 0 and left >= 0:
+            crops.append((pair.name, pair.lr[top:top + h, left:left + w]))
+    return crops
+
+
+def keras_residual(model, x):
+    """The Keras model's anchored residual (the design's output: add_anchor, before
+    depth-to-space) of (n, h, w, 3) inputs, float64."""
+    probe = keras.Model(model.input, model.get_layer("add_anchor").output)
+    return np.asarray(probe(x.astype(np.float32), training=False), np.float64)
+
+
+def project_check(project, model, parts, crops, log):
+    """The written project itself (its frame size), compiled and run on `crops`, each its own
+    input, against the Keras model: compare() over all crops, plus "crops"."""
+    if not crops:
+        return {"crops": 0}
+    hls.compile_model(project, log)
+    x = np.stack([crop for _, crop in crops]).astype(np.float64)
+    out = np.asarray(project.predict(np.ascontiguousarray(x)), np.float64)
+    residual = out.reshape(len(crops), *x.shape[1:3], -1)
+    return {"crops": len(crops), **compare(hgraph.post_process(residual, parts.scale),
+                                           _keras_outputs(model, x))}
+
+
+def summary(results, project=None):
     """The figures over all photos: identical_fraction (of all pixels), max_abs_diff,
-    max_abs_diff_raw, bit_exact."""
+    max_abs_diff_raw, bit_exact (every pixel of every photo identical, and of the project's own
+    run on crops when there was one)."""
     pixels = sum(r["pixels"] for r in results)
     identical = sum(r["identical"] for r in results)
     return {"photos": len(results), "pixels": pixels,
             "identical_fraction": identical / pixels if pixels else None,
             "max_abs_diff": max((r["max_abs_diff"] for r in results), default=None),
             "max_abs_diff_raw": max((r["max_abs_diff_raw"] for r in results), default=None),
-            "bit_exact": bool(results) and identical == pixels}
+            "bit_exact": bool(results) and identical == pixels
+            and (not project or not project["crops"] or project["identical"] == project["pixels"])}
