@@ -47,6 +47,16 @@ def test_exact_types_hold_every_value_and_bound_every_sum():
         precision.fraction_bits([2.0 ** -70])
 
 
+def test_auto_po2_kernels_factor_into_b_bit_mantissas_and_channel_powers_of_2():
+    rng = np.random.default_rng(4)
+    kernel = rng.integers(-32, 32, (3, 3, 2, 6)) * 2.0 ** rng.integers(-9, -3, 6)  # 6-bit, po2
+    mantissas, scales = precision.channel_factors(kernel)
+    assert np.array_equal(mantissas * scales, kernel)
+    assert precision.holding(mantissas).hls() == "fixed<6,1>"
+    assert np.array_equal(np.log2(scales), np.round(np.log2(scales)))
+    assert precision.holding(kernel).width > 6  # what one type per layer would need
+
+
 def test_post_process_is_depth_to_space_and_clip():
     residual = np.random.default_rng(1).uniform(-50, 300, (1, 4, 5, 27))
     expected = tf.clip_by_value(tf.nn.depth_to_space(residual, 3), 0, 255).numpy()
@@ -99,6 +109,10 @@ def test_tiny_trained_model_is_bit_exact_in_c_simulation(tiny_run, capsys):
     assert len(tb) == 8 * 8 * 3
     assert not os.path.exists(out_dir / "csim")  # the per-size builds are removed
     types = {layer["layer"]: layer["types"] for layer in doc["layers"]}
+    # Multipliers as wide as the qkeras kernels (3 + i % 4 bits), not wider.
+    widths = [precision.FixedType(*map(int, types[f"conv_{i}"]["weight"][6:-1].split(","))).width
+              for i in range(7)]
+    assert all(w <= 3 + i % 4 for i, w in enumerate(widths)) and widths[3] == 6
     assert types["act_0"]["result"] == "ufixed<8,8,RND_CONV,SAT>"
     assert types["act_1"]["result"] == "ufixed<4,8,RND_CONV,SAT>"
     assert "**Bit-exact** on 1 validation photos" in (out_dir / "export.md").read_text()

@@ -4,8 +4,11 @@ layers that hls4ml converts natively, with the exact fixed-point type of every l
 Why a rewrite and not hls4ml's QKeras path: hls4ml 1.3.0 (the newest release) parses qkeras-v3's
 QConv2D only through its Keras-2 fallback, stops at a Keras-3 QActivation, has no depth-to-space
 layer and merges only two inputs, so base7's 9-way anchor concatenation cannot pass. Here:
-- every QConv2D becomes a Conv2D holding its already-quantized kernel and bias (the values the
-  Keras model multiplies by), typed by precision.holding;
+- every QConv2D becomes a Conv2D without bias holding the mantissas of its already-quantized
+  kernel (precision.channel_factors: b bits for a b-bit auto_po2 kernel), then a
+  BatchNormalization layer `<conv>_scale` that multiplies each channel by its power-of-2 scale
+  and adds the quantized bias (a constant shift and an add per channel; its result is exactly
+  the QConv2D's output);
 - every quantized ReLU becomes a ReLU whose output type is the quantizer's grid
   (precision.relu_type), so hls4ml's cast rounds and saturates exactly as qkeras does;
 - the anchor (the input repeated scale² times along channels) becomes a 1x1 convolution with 0/1
@@ -85,25 +88,36 @@ def describe(model, what="MODEL"):
     return Base7Parts(scale, convs, acts, weights, relus, quantizers)
 
 
+def scale_name(conv):
+    """The per-channel scale-and-bias layer after convolution `conv`."""
+    return f"{conv}_scale"
+
+
 def layer_types(parts):
-    """{hls4ml layer name: {"weight"|"bias"|"accum"|"result": FixedType}} of the rewritten graph,
-    and {conv: (low, high)} the bounds of each convolution's sums."""
+    """{hls4ml layer name: {"weight"|"bias"|"scale"|"accum"|"result": FixedType}} of the
+    rewritten graph, and {scale layer: (low, high)} the bounds of each QConv2D's sums."""
     types, bounds, data = {"lr": {"result": INPUT_TYPE}}, {}, INPUT_TYPE
     for i, name in enumerate(parts.convs):
         kernel, bias = parts.weights[name]
-        acc, low, high = precision.accumulator(kernel, bias, data)
-        types[name] = {"weight": precision.holding(kernel), "bias": precision.holding(bias),
-                       "accum": acc, "result": acc}
-        bounds[name] = (low, high)
+        mantissas, scales = precision.channel_factors(kernel)
+        acc = precision.accumulator(mantissas, np.zeros_like(bias), data)[0]
+        _, low, high = precision.accumulator(kernel, bias, data)
+        types[name] = {"weight": precision.holding(mantissas),
+                       "bias": precision.holding(np.zeros(1)), "accum": acc, "result": acc}
+        result = precision.sum_type(low, high, max(acc.fraction + precision.fraction_bits(scales),
+                                                   precision.fraction_bits(bias)))
+        types[scale_name(name)] = {"scale": precision.holding(scales),
+                                   "bias": precision.holding(bias), "result": result}
+        bounds[scale_name(name)] = (low, high)
         if i < len(parts.acts):
             data = precision.relu_type(*parts.relus[parts.acts[i]])
             types[parts.acts[i]] = {"result": data}
     # The 1x1 copy sums one pixel times 1 and zeros: 8-bit pixels stay exact.
     types["anchor"] = {"weight": precision.FixedType(1, 1, signed=False), "accum": INPUT_TYPE,
                        "result": INPUT_TYPE}
-    low, high = bounds[parts.convs[-1]]
+    low, high = bounds[scale_name(parts.convs[-1])]
     types["add_anchor"] = {"result": precision.sum_type(
-        low, high + INPUT_TYPE.high, max(acc.fraction, INPUT_TYPE.fraction))}
+        low, high + INPUT_TYPE.high, max(result.fraction, INPUT_TYPE.fraction))}
     return types, bounds
 
 
@@ -114,9 +128,17 @@ def hls_graph(parts, input_hw):
     x = inputs
     for i, name in enumerate(parts.convs):
         kernel, bias = parts.weights[name]
-        conv = keras.layers.Conv2D(kernel.shape[-1], kernel.shape[:2], padding="same", name=name)
+        mantissas, scales = precision.channel_factors(kernel)
+        conv = keras.layers.Conv2D(kernel.shape[-1], kernel.shape[:2], padding="same",
+                                   use_bias=False, name=name)
         x = conv(x)
-        conv.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        conv.set_weights([mantissas.astype(np.float32)])
+        # Mean 0, variance 1 and epsilon 0: hls4ml's scale gamma / sqrt(variance + epsilon) is
+        # then the power of 2 itself, and its bias beta the quantized bias.
+        scale = keras.layers.BatchNormalization(epsilon=0.0, name=scale_name(name))
+        x = scale(x)
+        ones = np.ones_like(scales, np.float32)
+        scale.set_weights([scales.astype(np.float32), bias.astype(np.float32), 0 * ones, ones])
         if i < len(parts.acts):
             x = keras.layers.ReLU(name=parts.acts[i])(x)
     channels = 3 * parts.scale ** 2

@@ -4,9 +4,9 @@ Keras model computes.
 Why exact types and not hls4ml's defaults: a trained model's quantizers already put every weight,
 bias and activation on a grid; the hardware has to hold those values without rounding again and
 sum them without overflow. Weights and biases get the narrowest type that holds every folded
-value of the layer. With auto_po2 kernels each output channel has its own power-of-2 scale, and
-one type per layer must hold them all, so a b-bit kernel whose channel scales span 2^k needs b + k
-bits (export.md lists both). Accumulators get the fractional bits of input times weight and the
+value of the layer; auto_po2 kernels are first split into b-bit mantissas and one power-of-2 scale
+per output channel (channel_factors), since one type per layer holding every channel's scale
+would need b plus their spread. Accumulators get the fractional bits of input times weight and the
 integer bits of the largest partial sum any input in range can reach. Activations take the
 quantizer's own grid: quantized_relu(b, i) is ap_ufixed<b, i> rounded to nearest-even (qkeras'
 tf.round) and saturated at the top of the range (qkeras' clip).
@@ -82,6 +82,22 @@ def holding(values):
     f = fraction_bits(values)
     i = signed_integer_bits(float(values.min(initial=0.0)), float(values.max(initial=0.0)), f)
     return FixedType(i + f, i)
+
+
+def channel_factors(kernel):
+    """(mantissas, scales): kernel = mantissas · scales, one power-of-2 scale per output channel
+    (the last axis) and every mantissa on one grid, ap_fixed<W, 1> with the fewest bits W.
+
+    This undoes auto_po2: qkeras' quantized_bits(b, 0, alpha="auto_po2") stores each channel as
+    b-bit values times its own power of 2, so W = b and the multipliers are b bits wide; held as
+    one type per layer the kernel would need b plus the spread of the channel scales."""
+    kernel = np.asarray(kernel, np.float64)
+    fractions = np.array([fraction_bits(kernel[..., c]) for c in range(kernel.shape[-1])])
+    integers = kernel * 2.0 ** fractions  # each channel as integers
+    width = signed_integer_bits(float(integers.min(initial=0.0)),
+                                float(integers.max(initial=0.0)), 0)
+    scales = 2.0 ** (width - 1 - fractions)
+    return kernel / scales, scales
 
 
 def accumulator(kernel, bias, data):

@@ -13,8 +13,9 @@ def document(*, model_path, parts, types, bounds, backend, io_type, reuse, size,
              summary, project_check, costs, goal, seconds, out_dir):
     """The export.json document (plain types only)."""
     layers = []
-    for name in ["lr", *[n for pair in zip(parts.convs, parts.acts + [None]) for n in pair if n],
-                 "anchor", "add_anchor"]:
+    names = [n for conv, act in zip(parts.convs, parts.acts + [None])
+             for n in (conv, f"{conv}_scale", act) if n]
+    for name in ["lr", *names, "anchor", "add_anchor"]:
         layers.append({"layer": name, "qkeras": parts.quantizers.get(name),
                        "types": {k: t.hls() for k, t in types[name].items()},
                        "sum_range": list(bounds[name]) if name in bounds else None})
@@ -82,19 +83,22 @@ def markdown(doc):
               "`solvers/export/graph.py` says what a later release would have to add.", "",
               "## Fixed-point types", "",
               "Every type holds the quantized values exactly; sums cannot overflow for any input "
-              "in range (the range column: the extreme partial sums). A kernel type is wider "
-              "than its qkeras bits when the layer's per-channel power-of-2 scales (auto_po2) "
-              "differ: one type per layer holds every channel, and a weight's trailing zero bits "
-              "are wiring, not multiplier width, when weights are constants.", "",
+              "in range (the range column: the extreme partial sums). Each convolution multiplies "
+              "by its kernel's mantissas (as many bits as its qkeras quantizer: auto_po2 stores "
+              "b-bit values times a power of 2 per output channel); the `_scale` layer after it "
+              "applies those powers of 2 and adds the bias, and its result is the QConv2D's "
+              "output.", "",
               "| layer | qkeras | weight | bias | accumulator / result | sum range |",
               "|---|---|---|---|---|---|"]
     for layer in doc["layers"]:
         t, q = layer["types"], layer["qkeras"] or {}
-        qk = ", ".join(f"{k}: `{v}`" for k, v in q.items()) or "8-bit input"
+        qk = ", ".join(f"{k}: `{v}`" for k, v in q.items()) or \
+            ("8-bit input" if layer["layer"] == "lr" else "")
         result = t.get("accum", t.get("result"))
+        weight = t.get("weight", "") or (f"scale {t['scale']}" if "scale" in t else "")
         span = (f"[{layer['sum_range'][0]:g}, {layer['sum_range'][1]:g}]"
                 if layer["sum_range"] else "")
-        lines.append(f"| {layer['layer']} | {qk} | {t.get('weight', '')} | {t.get('bias', '')} | "
+        lines.append(f"| {layer['layer']} | {qk} | {weight} | {t.get('bias', '')} | "
                      f"{result} | {span} |")
     lines += ["", "## Estimates and costs", "",
               "hls4ml 1.3.0 makes no resource or latency estimate without vendor tools: its "

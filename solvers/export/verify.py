@@ -30,7 +30,9 @@ def first_difference(hls_model, model, parts, x):
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
     for name, expected in zip(names, probe(x.astype(np.float32), training=False)):
         expected = np.asarray(expected, np.float64)
-        found = np.asarray(trace[name], np.float64).reshape(expected.shape)
+        # A QConv2D's output is its scale layer's in the design.
+        traced = hgraph.scale_name(name) if name in parts.convs else name
+        found = np.asarray(trace[traced], np.float64).reshape(expected.shape)
         differ = found != expected
         if differ.any():
             why = ("Keras adds the products in float32, which rounds sums needing more than 24 "
