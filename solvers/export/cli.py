@@ -58,6 +58,21 @@ def validation_pairs(settings, scale, count):
     return pairs[:count] if count else pairs
 
 
+def write_testbench(out_dir, model, crops):
+    """(inputs .npy, expected outputs .npy) of the project's testbench: the photo crops and the
+    Keras model's outputs on them; (None, None) without crops (hls4ml's default testbench).
+    They stay in out_dir/testbench: hls4ml rewrites tb_data/ from them whenever it compiles."""
+    if not crops:
+        return None, None
+    x = np.stack([crop for _, crop in crops]).astype(np.float64)
+    tb = os.path.join(out_dir, "testbench")
+    os.makedirs(tb, exist_ok=True)
+    paths = (os.path.join(tb, "inputs.npy"), os.path.join(tb, "outputs.npy"))
+    np.save(paths[0], x)
+    np.save(paths[1], verify.keras_residual(model, x).reshape(len(x), -1))
+    return paths
+
+
 def export(args, progress=print):
     """Writes the project and the reports; returns the export.json document."""
     run_dir = args.run_dir
@@ -84,18 +99,8 @@ def export(args, progress=print):
     design = hgraph.hls_graph(parts, size)
     cfg = hls.config(design, types, args.reuse)
     crops = verify.center_crops(pairs, size)
-    # The testbench stays beside the project: hls4ml rewrites the project, tb_data/ included,
-    # from these files whenever it compiles it.
-    testbench = (None, None)
-    if crops:
-        x = np.stack([crop for _, crop in crops]).astype(np.float64)
-        tb = os.path.join(out_dir, "testbench")
-        os.makedirs(tb, exist_ok=True)
-        testbench = (os.path.join(tb, "inputs.npy"), os.path.join(tb, "outputs.npy"))
-        np.save(testbench[0], x)
-        np.save(testbench[1], verify.keras_residual(model, x).reshape(len(x), -1))
     project = hls.convert(design, cfg, os.path.join(out_dir, "project"), args.backend, args.io,
-                          log, testbench)
+                          log, write_testbench(out_dir, model, crops))
     progress(f"hls4ml project: {os.path.join(out_dir, 'project')} ({args.backend}, {args.io}, "
              f"{size[0]}x{size[1]} LR frame)")
     project_result = verify.project_check(project, model, parts, crops, log)
@@ -104,8 +109,9 @@ def export(args, progress=print):
     document = report.document(
         model_path=model_path, parts=parts, types=types, bounds=bounds, backend=args.backend,
         io_type=args.io, reuse=args.reuse, size=size, design=hls.design_layers(project),
-        results=results, summary=verify.summary(results, project_result), project_check=project_result, costs=cost.costs(model, goal),
-        goal=goal, seconds=time.time() - started, out_dir=out_dir)
+        results=results, summary=verify.summary(results, project_result),
+        project_check=project_result, costs=cost.costs(model, goal), goal=goal,
+        seconds=time.time() - started, out_dir=out_dir)
     report.write(out_dir, document, log.getvalue())
     return document
 

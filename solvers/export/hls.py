@@ -5,6 +5,7 @@ hls4ml is an optional dependency (requirements-export.txt, installed by the firs
 so it is imported only here and only when called.
 """
 import contextlib
+import io
 import os
 import shutil
 
@@ -23,6 +24,14 @@ def hls4ml():
     return module
 
 
+@contextlib.contextmanager
+def quiet(log):
+    """hls4ml prints every layer it parses, and on stderr that da4ml (an extra we do not use) is
+    missing: both go to the text stream `log` (hls4ml.log)."""
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
+
+
 def check_compiler():
     """The C simulation builds the design with g++ (hls4ml's build_lib.sh)."""
     if shutil.which("g++") is None:
@@ -34,8 +43,9 @@ def config(graph, types, reuse=1, trace=False):
     """hls4ml's per-layer configuration of `graph` with the exact types of `types`
     ({layer: {kind: FixedType}}); reuse: every layer's reuse factor (multipliers = weights /
     reuse)."""
-    cfg = hls4ml().utils.config_from_keras_model(graph, granularity="name",
-                                                 default_reuse_factor=reuse)
+    with quiet(io.StringIO()):
+        cfg = hls4ml().utils.config_from_keras_model(graph, granularity="name",
+                                                     default_reuse_factor=reuse)
     cfg["Model"]["ReuseFactor"] = reuse
     for name, kinds in types.items():
         layer = cfg["LayerName"].setdefault(name, {})
@@ -58,7 +68,7 @@ def convert(graph, cfg, out_dir, backend, io_type, log, testbench=(None, None)):
     hls4ml copies into the project's tb_data/ for the vendor's C simulation."""
     check_choices(backend, io_type)
     module = hls4ml()
-    with contextlib.redirect_stdout(log):
+    with quiet(log):
         model = module.converters.convert_from_keras_model(
             graph, hls_config=cfg, output_dir=os.fspath(out_dir), backend=backend,
             io_type=io_type, input_data_tb=testbench[0], output_data_tb=testbench[1])
@@ -69,7 +79,7 @@ def convert(graph, cfg, out_dir, backend, io_type, log, testbench=(None, None)):
 def compile_model(model, log):
     """Builds the C simulation library with g++ (hls4ml's build_lib.sh); its output to `log`."""
     check_compiler()
-    with contextlib.redirect_stdout(log):
+    with quiet(log):
         model.compile()
     return model
 

@@ -13,7 +13,7 @@ def document(*, model_path, parts, types, bounds, backend, io_type, reuse, size,
              summary, project_check, costs, goal, seconds, out_dir):
     """The export.json document (plain types only)."""
     layers = []
-    names = [n for conv, act in zip(parts.convs, parts.acts + [None])
+    names = [n for conv, act in zip(parts.convs, parts.acts + [None], strict=True)
              for n in (conv, f"{conv}_scale", act) if n]
     for name in ["lr", *names, "anchor", "add_anchor"]:
         layers.append({"layer": name, "qkeras": parts.quantizers.get(name),

@@ -26,9 +26,9 @@ def first_difference(hls_model, model, parts, x):
     """(layer, values differing, max |difference|, why) of the first layer whose output differs
     between the design (hls4ml's trace) and Keras, in the order data flows; None if none does."""
     _, trace = hls_model.trace(np.ascontiguousarray(x, np.float64))
-    names = [n for pair in zip(parts.convs, parts.acts + [None]) for n in pair if n]
+    names = [n for pair in zip(parts.convs, parts.acts + [None], strict=True) for n in pair if n]
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    for name, expected in zip(names, probe(x.astype(np.float32), training=False)):
+    for name, expected in zip(names, probe(x.astype(np.float32), training=False), strict=True):
         expected = np.asarray(expected, np.float64)
         # A QConv2D's output is its scale layer's in the design.
         traced = hgraph.scale_name(name) if name in parts.convs else name
@@ -78,7 +78,7 @@ def run(model, parts, types, pairs, work_dir, backend, io_type, reuse, log, prog
             if result["identical_fraction"] < 1.0 or result["max_abs_diff_raw"] > 0:
                 difference = first_difference(builds[(h, w)], model, parts, x)
             result["first_difference"] = difference and dict(zip(
-                ("layer", "values", "max_abs_diff", "why"), difference))
+                ("layer", "values", "max_abs_diff", "why"), difference, strict=True))
             results.append(result)
             progress(f"C simulation {pair.name} ({h}x{w}): identical "
                      f"{result['identical_fraction']:.6f}, max |diff| {result['max_abs_diff']:g}")
