@@ -72,7 +72,8 @@ def markdown(doc):
         lines.append(f"No validation photo is {h}x{w} or larger: the project was not run at "
                      "its own frame size, and its testbench is hls4ml's default.")
     lines += ["", "## What runs where", "",
-              "On the accelerator (hls4ml): the convolutions and quantized ReLUs, the anchor as a "
+              "On the accelerator (hls4ml): each convolution (b-bit mantissas, then `_scale`: a "
+              "power of 2 per channel and the bias), the quantized ReLUs, the anchor as a "
               f"1x1 convolution with 0/1 weights (channel k copies input colour k mod 3, the "
               f"input repeated {doc['scale'] ** 2} times as base7's concatenation does) and the "
               "add. Input: 8-bit RGB pixels, `ufixed<8,8>`. Output: "
@@ -90,6 +91,7 @@ def markdown(doc):
               "output.", "",
               "| layer | qkeras | weight | bias | accumulator / result | sum range |",
               "|---|---|---|---|---|---|"]
+    layer_names = {layer["layer"] for layer in doc["layers"]}
     for layer in doc["layers"]:
         t, q = layer["types"], layer["qkeras"] or {}
         qk = ", ".join(f"{k}: `{v}`" for k, v in q.items()) or \
@@ -98,7 +100,10 @@ def markdown(doc):
         weight = t.get("weight", "") or (f"scale {t['scale']}" if "scale" in t else "")
         span = (f"[{layer['sum_range'][0]:g}, {layer['sum_range'][1]:g}]"
                 if layer["sum_range"] else "")
-        lines.append(f"| {layer['layer']} | {qk} | {weight} | {t.get('bias', '')} | "
+        # A convolution's (zero) bias type is hls4ml's formality; its bias is in `_scale`.
+        bias = "" if "weight" in t and f"{layer['layer']}_scale" in layer_names \
+            else t.get("bias", "")
+        lines.append(f"| {layer['layer']} | {qk} | {weight} | {bias} | "
                      f"{result} | {span} |")
     lines += ["", "## Estimates and costs", "",
               "hls4ml 1.3.0 makes no resource or latency estimate without vendor tools: its "
