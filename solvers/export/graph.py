@@ -48,6 +48,10 @@ class Base7Parts:
     relus: dict
     quantizers: dict
 
+    def in_order(self):
+        """conv_0, act_0, conv_1, ...: the layers in the order data flows through them."""
+        return [n for pair in zip(self.convs, self.acts + [None], strict=True) for n in pair if n]
+
 
 def _quantizer_string(q):
     return str(q) if q is not None else "float32"

@@ -2,6 +2,7 @@
 import os
 
 from solvers import files
+from solvers.export.graph import scale_name
 
 HOST_STEPS = ("depth-to-space: output pixel (y·s + dy, x·s + dx), colour c, is channel "
               "(dy·s + dx)·3 + c of the design's output pixel (y, x); pure data movement",
@@ -13,8 +14,8 @@ def document(*, model_path, parts, types, bounds, backend, io_type, reuse, size,
              summary, project_check, costs, goal, seconds, out_dir):
     """The export.json document (plain types only)."""
     layers = []
-    names = [n for conv, act in zip(parts.convs, parts.acts + [None], strict=True)
-             for n in (conv, f"{conv}_scale", act) if n]
+    names = [m for n in parts.in_order()
+             for m in ((n, scale_name(n)) if n in parts.convs else (n,))]
     for name in ["lr", *names, "anchor", "add_anchor"]:
         layers.append({"layer": name, "qkeras": parts.quantizers.get(name),
                        "types": {k: t.hls() for k, t in types[name].items()},
@@ -101,7 +102,7 @@ def markdown(doc):
         span = (f"[{layer['sum_range'][0]:g}, {layer['sum_range'][1]:g}]"
                 if layer["sum_range"] else "")
         # A convolution's (zero) bias type is hls4ml's formality; its bias is in `_scale`.
-        bias = "" if "weight" in t and f"{layer['layer']}_scale" in layer_names \
+        bias = "" if "weight" in t and scale_name(layer['layer']) in layer_names \
             else t.get("bias", "")
         lines.append(f"| {layer['layer']} | {qk} | {weight} | {bias} | "
                      f"{result} | {span} |")

@@ -26,7 +26,7 @@ def first_difference(hls_model, model, parts, x):
     """(layer, values differing, max |difference|, why) of the first layer whose output differs
     between the design (hls4ml's trace) and Keras, in the order data flows; None if none does."""
     _, trace = hls_model.trace(np.ascontiguousarray(x, np.float64))
-    names = [n for pair in zip(parts.convs, parts.acts + [None], strict=True) for n in pair if n]
+    names = parts.in_order()
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
     for name, expected in zip(names, probe(x.astype(np.float32), training=False), strict=True):
         expected = np.asarray(expected, np.float64)
