@@ -56,7 +56,7 @@ help:
 	@echo "make eval MODEL=path EVAL_DATA=folder    PSNR/SSIM vs bicubic, per image (SCALE LR_DATA FLOAT_MODEL EVAL_OUT SAVE_IMAGES=1)"
 	@echo "make report RUN=name [BASELINES=csv]    report.md + plots of a run, judged against matching uniform baselines"
 	@echo "make compare RUNS=\"a b\"                 Pareto fronts of several runs: results/compare/"
-	@echo "make export RUN=name [MODEL= BACKEND=Vitis IO=io_stream REUSE=1 SIZE=HxW PHOTOS=n]   hls4ml project + bit-exact C simulation: results/<RUN>/hls4ml/"
+	@echo "make export RUN=name [MODEL= BACKEND=Vitis IO=io_stream REUSE=1 SIZE=HxW PHOTOS=n EXPORT_OUT=dir]   hls4ml project + bit-exact C simulation: results/<RUN>/hls4ml/"
 	@echo "make div2k [DIV2K_ROOT=data/DIV2K]      download DIV2K (x3) from its official site"
 	@echo "make test                               run the test suite"
 	@echo "make bench [SMOKE=1]                    benchmark (ratios, one run) into results/bench/bench.json"
@@ -209,13 +209,15 @@ profile-ops: $(PROFILE_STAMP)
 # Keras on the run's validation photos (solvers/export): results/<RUN>/hls4ml/ with export.md.
 # Installs hls4ml on first use (requirements-export.txt, without dependencies: its own are listed
 # there, and the pinned stack must not move). SIZE=HxW: the design's LR frame (default: the run's
-# goal input_hw); PHOTOS=n: verify on the first n validation photos only.
+# goal input_hw); PHOTOS=n: verify on the first n validation photos only; EXPORT_OUT=folder: write
+# there instead (another MODEL= then leaves the run's own export alone).
 EXPORT_STAMP = $(VENV)/.export-installed
 BACKEND ?= Vitis
 IO ?= io_stream
 REUSE ?=
 SIZE ?=
 PHOTOS ?=
+EXPORT_OUT ?=
 .PHONY: export
 $(EXPORT_STAMP): requirements-export.txt $(STAMP)
 	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps -r requirements-export.txt
@@ -225,7 +227,7 @@ export: $(EXPORT_STAMP)
 	@if [ -z "$(RUN)" ]; then echo "error: make export needs RUN=name (a folder in results/)" >&2; exit 2; fi
 	$(PY) -m solvers.export.cli --run-dir results/$(RUN) $(if $(MODEL),--model $(MODEL)) \
 		--backend $(BACKEND) --io $(IO) $(if $(REUSE),--reuse $(REUSE)) $(if $(SIZE),--size $(SIZE)) \
-		$(if $(PHOTOS),--photos $(PHOTOS))
+		$(if $(PHOTOS),--photos $(PHOTOS)) $(if $(EXPORT_OUT),--out $(EXPORT_OUT))
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir tb_logs
