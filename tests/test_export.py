@@ -135,6 +135,18 @@ def test_a_wrong_type_is_caught_and_its_layer_named(tiny_run, tmp_path):
     assert not verify.summary([result])["bit_exact"]
 
 
+@pytest.mark.skipif(not HAVE_HLS4ML, reason="hls4ml not installed (.ci/run installs it)")
+def test_io_parallel_writes_the_project_and_says_it_was_not_simulated(tiny_run, tmp_path, capsys):
+    out = tmp_path / "parallel"
+    argv = ["--run-dir", str(tiny_run), "--size", "8x8", "--io", "io_parallel", "--out", str(out)]
+    assert cli.main(argv) == 0
+    v = json.loads((out / "export.json").read_text())["verification"]
+    assert "18 GB" in v["skipped"] and not v["bit_exact"] and v["photos"] == 0
+    assert "io_parallel" in (out / "project" / "hls4ml_config.yml").read_text()
+    assert "**Not run** for `io_parallel`" in (out / "export.md").read_text()
+    assert "C simulation skipped (io_parallel)" in capsys.readouterr().out
+
+
 def error_line(capsys, argv):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

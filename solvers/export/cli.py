@@ -103,13 +103,17 @@ def export(args, progress=print):
                           log, write_testbench(out_dir, model, crops))
     progress(f"hls4ml project: {os.path.join(out_dir, 'project')} ({args.backend}, {args.io}, "
              f"{size[0]}x{size[1]} LR frame)")
-    project_result = verify.project_check(project, model, parts, crops, log)
-    results = verify.run(model, parts, types, pairs, os.path.join(out_dir, "csim"), args.backend,
-                         args.io, args.reuse, log, progress)
+    skipped = hls.UNVERIFIED.get(args.io)
+    if skipped:
+        results, project_result = [], {"crops": 0}
+    else:
+        project_result = verify.project_check(project, model, parts, crops, log)
+        results = verify.run(model, parts, types, pairs, os.path.join(out_dir, "csim"),
+                             args.backend, args.io, args.reuse, log, progress)
     document = report.document(
         model_path=model_path, parts=parts, types=types, bounds=bounds, backend=args.backend,
         io_type=args.io, reuse=args.reuse, size=size, design=hls.design_layers(project),
-        results=results, summary=verify.summary(results, project_result),
+        results=results, summary=verify.summary(results, project_result, skipped),
         project_check=project_result, costs=cost.costs(model, goal), goal=goal,
         seconds=time.time() - started, out_dir=out_dir)
     report.write(out_dir, document, log.getvalue())
@@ -141,6 +145,10 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = document["verification"]
+    if s["skipped"]:
+        print(f"C simulation skipped ({args.io}): {s['skipped']}; "
+              f"{os.path.join(document['out_dir'], 'export.md')}")
+        return 0
     print(f"C simulation on {s['photos']} validation photos: "
           f"{'bit-exact' if s['bit_exact'] else 'NOT bit-exact'} (identical_fraction "
           f"{s['identical_fraction']:.6f}, max_abs_diff {s['max_abs_diff']:g}); "

@@ -31,15 +31,14 @@ def document(*, model_path, parts, types, bounds, backend, io_type, reuse, size,
     }
 
 
-def markdown(doc):
+def verification_lines(doc):
+    """The C simulation section of export.md."""
     v = doc["verification"]
     h, w = doc["frame_lr"]
-    lines = [
-        f"# Export to hls4ml: `{doc['model']}`", "",
-        f"Project: `{doc['project']}` ({doc['backend']} backend, `{doc['io_type']}`, reuse factor "
-        f"{doc['reuse_factor']}, LR frame {h}x{w}, x{doc['scale']}). Written and verified in "
-        f"{doc['seconds']:.0f} s.", "",
-        "## C simulation against Keras", "",
+    lines = ["## C simulation against Keras", ""]
+    if v["skipped"]:
+        return lines + [f"**Not run** for `{doc['io_type']}`: {v['skipped']}.", ""]
+    lines += [
         (f"**{'Bit-exact' if v['bit_exact'] else 'Not bit-exact'}** on {v['photos']} validation "
          f"photos ({v['pixels']} output pixels): identical_fraction {v['identical_fraction']:.6f}, "
          f"max_abs_diff {v['max_abs_diff']:g} (8-bit levels), before rounding "
@@ -72,6 +71,18 @@ def markdown(doc):
     else:
         lines.append(f"No validation photo is {h}x{w} or larger: the project was not run at "
                      "its own frame size, and its testbench is hls4ml's default.")
+    return lines
+
+
+def markdown(doc):
+    v = doc["verification"]
+    h, w = doc["frame_lr"]
+    lines = [
+        f"# Export to hls4ml: `{doc['model']}`", "",
+        f"Project: `{doc['project']}` ({doc['backend']} backend, `{doc['io_type']}`, reuse factor "
+        f"{doc['reuse_factor']}, LR frame {h}x{w}, x{doc['scale']}). Written"
+        f"{'' if v['skipped'] else ' and verified'} in {doc['seconds']:.0f} s.", ""]
+    lines += verification_lines(doc)
     lines += ["", "## What runs where", "",
               "On the accelerator (hls4ml): each convolution (b-bit mantissas, then `_scale`: a "
               "power of 2 per channel and the bias), the quantized ReLUs, the anchor as a "

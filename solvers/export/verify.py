@@ -119,13 +119,13 @@ def project_check(project, model, parts, crops, log):
                                            _keras_outputs(model, x))}
 
 
-def summary(results, project=None):
+def summary(results, project=None, skipped=None):
     """The figures over all photos: identical_fraction (of all pixels), max_abs_diff,
     max_abs_diff_raw, bit_exact (every pixel of every photo identical, and of the project's own
-    run on crops when there was one)."""
+    run on crops when there was one); skipped: why there was no C simulation, or None."""
     pixels = sum(r["pixels"] for r in results)
     identical = sum(r["identical"] for r in results)
-    return {"photos": len(results), "pixels": pixels,
+    return {"photos": len(results), "pixels": pixels, "skipped": skipped,
             "identical_fraction": identical / pixels if pixels else None,
             "max_abs_diff": max((r["max_abs_diff"] for r in results), default=None),
             "max_abs_diff_raw": max((r["max_abs_diff_raw"] for r in results), default=None),
