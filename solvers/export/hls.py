@@ -14,8 +14,7 @@ from solvers.export.graph import ExportError
 BACKENDS = ("Vitis", "Vivado")  # the backends whose C simulation needs only g++
 IO_TYPES = ("io_stream", "io_parallel")
 # Written but not C-simulated: measured here, g++ building base7 (28 filters) in io_parallel at a
-# 16x16 frame took over 10 minutes and 18 GB of memory before we stopped it, since io_parallel
-# writes out every pixel's convolution.
+# 16x16 frame took over 10 minutes and 18 GB of memory before we stopped it.
 UNVERIFIED = {"io_parallel": "g++ needs over 18 GB and 10 minutes to build base7's C simulation "
                              "in io_parallel (measured at a 16x16 frame); io_stream is verified"}
 
