@@ -1,6 +1,6 @@
-"""`make export RUN=name [MODEL=path BACKEND= IO= REUSE= SIZE=HxW]`: a run's chosen model as an
-hls4ml project in results/<RUN>/hls4ml/project/, checked by C simulation against Keras on the
-run's validation photos, with export.md and export.json beside it.
+"""`make export RUN=name [MODEL=path BACKEND= IO= REUSE= SIZE=HxW PHOTOS=n EXPORT_OUT=dir]`: a
+run's chosen model as an hls4ml project in results/<RUN>/hls4ml/project/, checked by C simulation
+against Keras on the run's validation photos, with export.md and export.json beside it.
 
 The project's frame size (SIZE) defaults to the LR size the run's costs are computed at (its
 goal's input_hw), so the design and the costs in export.md describe the same computation.
