@@ -1,7 +1,8 @@
 """Load and validate every YAML file and option into plain dataclasses.
 
 Anything a user can get wrong raises ConfigError with one line naming the file or option, the key,
-and what is allowed; autoq.py prints it as `error: ...` and exits 2.
+and what is allowed; autoq.py prints it as `error: ...` and exits 2. ConfigError and the bit-width
+check live in config_base.py, the objective: and goal: sections in config_objective.py.
 """
 import argparse
 import math
@@ -11,12 +12,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from solvers.search.cost import Goal
+from solvers.config_base import ConfigError, check_bits
+from solvers.config_objective import objective as _objective
 from solvers.search.objective import ObjectiveParams
-
-
-class ConfigError(Exception):
-    """A user error: the message names the file or option, the key, and what is allowed."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -102,12 +100,6 @@ def _quantizer_bits(path, section, text):
     return int(quantizer.bits)
 
 
-def _check_bits(where, value, allowed="an integer from 1 to 32"):
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
-        raise ConfigError(f"{where}: {value!r} is not {allowed}")
-    return value
-
-
 def _section(path, data, section):
     entries = data.get(section)
     if not isinstance(entries, dict) or not entries:
@@ -116,7 +108,7 @@ def _section(path, data, section):
     checked = {}
     for text, bits in entries.items():
         where = f'{path}: {section}: "{text}"'
-        _check_bits(where, bits)
+        check_bits(where, bits)
         actual = _quantizer_bits(path, section, str(text))
         if actual != bits:
             raise ConfigError(f"{where}: says {bits} bits but the quantizer has {actual}")
@@ -186,7 +178,7 @@ def _limit_value(where, value, kinds, sections):
             if unknown:
                 raise ConfigError(f'{at}: "{unknown[0]}" is not a quantizer of section {kind}')
             return tuple(v)
-        return _check_bits(at, v, "an integer from 1 to 32 (max bits) or a non-empty list of "
+        return check_bits(at, v, "an integer from 1 to 32 (max bits) or a non-empty list of "
                                   f"quantizer strings of section {kind}")
 
     if isinstance(value, dict):
@@ -206,79 +198,7 @@ def _limit_value(where, value, kinds, sections):
                           f"({', '.join(kinds)}), or a mapping {{{': ..., '.join(kinds)}: ...}}, "
                           f"got {value!r}")
     values = values + values[-1:] * (len(kinds) - len(values))  # [8] on Conv2D means [8, 8]
-    return {k: _check_bits(where, v) for k, v in zip(kinds, values)}, None
-
-
-def _objective(path, data):
-    raw = data.get("objective") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: objective: expected a mapping of delta_p, delta_n, rate, stress, ref_bits")
-    defaults = ObjectiveParams()
-    unknown = set(raw) - set(defaults.__dataclass_fields__) - {"goal"}
-    if unknown:
-        raise ConfigError(f"{path}: objective: unknown key {sorted(unknown)[0]!r}; allowed: "
-                          f"{', '.join(k for k in defaults.__dataclass_fields__ if k != 'goal')} "
-                          "(the cost model is the top-level goal: section)")
-    values = {**defaults.__dict__, **raw}
-    for key in ("delta_p", "delta_n", "rate", "stress"):
-        if isinstance(values[key], bool) or not isinstance(values[key], (int, float)):
-            raise ConfigError(f"{path}: objective: {key}: {values[key]!r} is not a number")
-    _check_bits(f"{path}: objective: ref_bits", values["ref_bits"])
-    if not 0 <= values["delta_p"] < 100 or values["delta_n"] < 0:
-        raise ConfigError(f"{path}: objective: delta_p must be in [0, 100) and delta_n >= 0")
-    if values["rate"] <= 1 or values["stress"] <= 0:
-        raise ConfigError(f"{path}: objective: rate must be > 1 and stress > 0")
-    # The score divides by 1 + delta; the largest model (all float32) must keep it positive. (With
-    # activations, BOPs or energy, float32 costs more than 32/ref_bits times the reference; this
-    # bound is the weights' ratio, and blended_score rejects what it cannot score.)
-    worst = math.log(values["ref_bits"] * values["stress"] / 32) / math.log(values["rate"])
-    if worst < 0 and 1 + worst * values["delta_n"] / 100 <= 0:
-        raise ConfigError(f"{path}: objective: delta_n {values['delta_n']} is too large: a float32 "
-                          f"model would get a non-positive divisor; use delta_n < {-100 / worst:.1f}")
-    return ObjectiveParams(**{k: values[k] for k in defaults.__dataclass_fields__ if k != "goal"},
-                           goal=_goal(path, data))
-
-
-GOAL_TYPES = ("bits", "bops", "energy")
-# The values QTools knows (qkeras/qtools: config_public.py, run_qtools.py) and AutoQKeras passes.
-GOAL_CHOICES = {"type": GOAL_TYPES, "process": ("horowitz",),
-                "parameters_on_memory": ("sram", "dram", "fixed"),
-                "activations_on_memory": ("sram", "dram"),
-                "reference_internal": ("fp32", "fp16", "int8"),
-                "reference_accumulator": ("fp32", "fp16", "int32")}
-
-
-def _goal(path, data):
-    """cost.Goal from the `goal:` section ({type: bits|bops|energy, and that type's parameters})."""
-    raw = data.get("goal") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: goal: expected a mapping such as {{type: energy}}; allowed "
-                          f"types: {', '.join(GOAL_TYPES)}")
-    fields = Goal.__dataclass_fields__
-    unknown = sorted(set(map(str, raw)) - set(fields))
-    if unknown:
-        raise ConfigError(f"{path}: goal: unknown key {unknown[0]!r}; allowed: {', '.join(fields)}")
-    values = {**Goal().__dict__, **raw}
-    for key, allowed in GOAL_CHOICES.items():
-        if values[key] not in allowed:
-            raise ConfigError(f"{path}: goal: {key}: {values[key]!r} is not one of "
-                              f"{', '.join(allowed)}")
-    for key in ("input_bits", "output_bits"):
-        _check_bits(f"{path}: goal: {key}", values[key])
-    hw = values["input_hw"]
-    hw = [hw, hw] if isinstance(hw, int) and not isinstance(hw, bool) else hw
-    if not (isinstance(hw, (list, tuple)) and len(hw) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in hw)):
-        raise ConfigError(f"{path}: goal: input_hw: {values['input_hw']!r} is not [height, width] "
-                          "of the reference LR input in pixels (1 to 4096 each)")
-    values["input_hw"] = tuple(hw)
-    if not isinstance(values["rd_wr_on_io"], bool):
-        raise ConfigError(f"{path}: goal: rd_wr_on_io: {values['rd_wr_on_io']!r} is not true or false")
-    if isinstance(values["min_sram_size"], bool) or not isinstance(values["min_sram_size"], int) \
-            or values["min_sram_size"] < 0:
-        raise ConfigError(f"{path}: goal: min_sram_size: {values['min_sram_size']!r} is not an "
-                          "integer >= 0")
-    return Goal(**values)
+    return {k: check_bits(where, v) for k, v in zip(kinds, values)}, None
 
 
 def load_search_space(path, layer_names=()):
