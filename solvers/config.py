@@ -206,7 +206,7 @@ def load_search_space(path, layer_names=()):
     data = read_yaml(path)
     unknown = set(data) - set(SECTIONS) - set(OPTIONAL_SECTIONS)
     if unknown:
-        raise ConfigError(f"{path}: unknown section {sorted(map(str, unknown))[0]!r}; allowed: "
+        raise ConfigError(f"{path}: unknown section {min(map(str, unknown))!r}; allowed: "
                           f"{', '.join(SECTIONS + OPTIONAL_SECTIONS)}")
     sections = {s: _section(path, data, s) for s in SECTIONS}
     limit, shared = _limit(path, data, list(layer_names), sections)

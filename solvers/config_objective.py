@@ -16,7 +16,7 @@ def objective(path, data):
     defaults = ObjectiveParams()
     unknown = set(raw) - set(defaults.__dataclass_fields__) - {"goal"}
     if unknown:
-        raise ConfigError(f"{path}: objective: unknown key {sorted(unknown)[0]!r}; allowed: "
+        raise ConfigError(f"{path}: objective: unknown key {min(map(str, unknown))!r}; allowed: "
                           f"{', '.join(k for k in defaults.__dataclass_fields__ if k != 'goal')} "
                           "(the cost model is the top-level goal: section)")
     values = {**defaults.__dict__, **raw}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-
 from conftest import write_images
+
 from solvers import train
 from solvers.data import sources
 from solvers.export import cli, graph, precision, verify

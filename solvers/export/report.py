@@ -4,8 +4,8 @@ import os
 from solvers import files
 from solvers.export.graph import scale_name
 
-HOST_STEPS = ("depth-to-space: output pixel (y·s + dy, x·s + dx), colour c, is channel "
-              "(dy·s + dx)·3 + c of the design's output pixel (y, x); pure data movement",
+HOST_STEPS = (("depth-to-space: output pixel (y·s + dy, x·s + dx), colour c, is channel "
+              "(dy·s + dx)·3 + c of the design's output pixel (y, x); pure data movement"),
               "clip to [0, 255] (the model's last layer)",
               "round half to even to 8 bits (how the tool stores and scores every image)")
 
@@ -44,12 +44,12 @@ def verification_lines(doc):
          f"max_abs_diff {v['max_abs_diff']:g} (8-bit levels), before rounding "
          f"{v['max_abs_diff_raw']:g}."),
         "",
-        "The design was built with g++ at each photo's size (the arithmetic, types and weights are "
+        ("The design was built with g++ at each photo's size (the arithmetic, types and weights are "
         "the project's; an io_stream design's frame size is fixed at build time) and run on the "
         "whole LR photo; its output, post-processed as below, is compared with the Keras model's "
-        "after both are rounded to 8 bits. A pixel is identical when its three values are.", "",
-        "| photo | LR size | pixels | identical_fraction | max_abs_diff | before rounding | "
-        "first differing layer |",
+        "after both are rounded to 8 bits. A pixel is identical when its three values are."), "",
+        ("| photo | LR size | pixels | identical_fraction | max_abs_diff | before rounding | "
+        "first differing layer |"),
         "|---|---|---:|---:|---:|---:|---|"]
     for r in v["photos_detail"]:
         first = r["first_difference"]
@@ -79,28 +79,28 @@ def markdown(doc):
     h, w = doc["frame_lr"]
     lines = [
         f"# Export to hls4ml: `{doc['model']}`", "",
-        f"Project: `{doc['project']}` ({doc['backend']} backend, `{doc['io_type']}`, reuse factor "
+        (f"Project: `{doc['project']}` ({doc['backend']} backend, `{doc['io_type']}`, reuse factor "
         f"{doc['reuse_factor']}, LR frame {h}x{w}, x{doc['scale']}). Written"
-        f"{'' if v['skipped'] else ' and verified'} in {doc['seconds']:.0f} s.", ""]
+        f"{'' if v['skipped'] else ' and verified'} in {doc['seconds']:.0f} s."), ""]
     lines += verification_lines(doc)
     lines += ["", "## What runs where", "",
-              "On the accelerator (hls4ml): each convolution (b-bit mantissas, then `_scale`: a "
+              ("On the accelerator (hls4ml): each convolution (b-bit mantissas, then `_scale`: a "
               "power of 2 per channel and the bias), the quantized ReLUs, the anchor as a "
               f"1x1 convolution with 0/1 weights (channel k copies input colour k mod 3, the "
               f"input repeated {doc['scale'] ** 2} times as base7's concatenation does) and the "
               "add. Input: 8-bit RGB pixels, `ufixed<8,8>`. Output: "
-              f"{3 * doc['scale'] ** 2} values per LR pixel (the anchored residual).", "",
+              f"{3 * doc['scale'] ** 2} values per LR pixel (the anchored residual)."), "",
               "On the host, as the verification does it:", ""]
     lines += [f"{i}. {step}" for i, step in enumerate(doc["host_post_processing"], 1)]
-    lines += ["", "hls4ml 1.3.0 has no depth-to-space layer and merges only two inputs; "
-              "`solvers/export/graph.py` says what a later release would have to add.", "",
+    lines += ["", ("hls4ml 1.3.0 has no depth-to-space layer and merges only two inputs; "
+              "`solvers/export/graph.py` says what a later release would have to add."), "",
               "## Fixed-point types", "",
-              "Every type holds the quantized values exactly; sums cannot overflow for any input "
+              ("Every type holds the quantized values exactly; sums cannot overflow for any input "
               "in range (the range column: the extreme partial sums). Each convolution multiplies "
               "by its kernel's mantissas (as many bits as its qkeras quantizer: auto_po2 stores "
               "b-bit values times a power of 2 per output channel); the `_scale` layer after it "
               "applies those powers of 2 and adds the bias, and its result is the QConv2D's "
-              "output.", "",
+              "output."), "",
               "| layer | qkeras | weight | bias | accumulator / result | sum range |",
               "|---|---|---|---|---|---|"]
     layer_names = {layer["layer"] for layer in doc["layers"]}
@@ -118,10 +118,10 @@ def markdown(doc):
         lines.append(f"| {layer['layer']} | {qk} | {weight} | {bias} | "
                      f"{result} | {span} |")
     lines += ["", "## Estimates and costs", "",
-              "hls4ml 1.3.0 makes no resource or latency estimate without vendor tools: its "
+              ("hls4ml 1.3.0 makes no resource or latency estimate without vendor tools: its "
               "reports read Vivado/Vitis synthesis output, and its one vendor-free estimator "
               "(the DSP objective of DSP-aware pruning) fails on Keras 3 models. What hls4ml "
-              "will synthesize, read back from the converted model:", "",
+              "will synthesize, read back from the converted model:"), "",
               "| layer | class | strategy | reuse | weights | weight type | multipliers |",
               "|---|---|---|---:|---:|---|---:|"]
     for row in doc["hls4ml_design"]:
@@ -133,13 +133,13 @@ def markdown(doc):
                       if r["weights"])
     c = doc["costs"]
     gh, gw = doc["goal"]["input_hw"]
-    lines += ["", f"Weight memory of the design: {design_bits} bits (declared widths, the anchor's "
-              "0/1 weights included).", "",
-              f"This tool's costs of the same model (goal `{doc['goal']['type']}`, {gh}x{gw} LR "
-              "input):", "",
+    lines += ["", (f"Weight memory of the design: {design_bits} bits (declared widths, the anchor's "
+              "0/1 weights included)."), "",
+              (f"This tool's costs of the same model (goal `{doc['goal']['type']}`, {gh}x{gw} LR "
+              "input):"), "",
               "| size_bits | bits | BOPs | energy (pJ) |", "|---:|---:|---:|---:|",
-              f"| {c['size_bits']:.0f} | {c['bits']:.0f} | {c['bops']:.4g} | "
-              f"{c['energy_pj']:.4g} |", ""]
+              (f"| {c['size_bits']:.0f} | {c['bits']:.0f} | {c['bops']:.4g} | "
+              f"{c['energy_pj']:.4g} |"), ""]
     return "\n".join(lines)
 
 

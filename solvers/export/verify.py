@@ -28,8 +28,8 @@ def first_difference(hls_model, model, parts, x):
     _, trace = hls_model.trace(np.ascontiguousarray(x, np.float64))
     names = parts.in_order()
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    for name, expected in zip(names, probe(x.astype(np.float32), training=False), strict=True):
-        expected = np.asarray(expected, np.float64)
+    for name, output in zip(names, probe(x.astype(np.float32), training=False), strict=True):
+        expected = np.asarray(output, np.float64)
         # A QConv2D's output is its scale layer's in the design.
         traced = hgraph.scale_name(name) if name in parts.convs else name
         found = np.asarray(trace[traced], np.float64).reshape(expected.shape)
