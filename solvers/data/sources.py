@@ -217,6 +217,17 @@ def load_pairs(data=None, scale=3, lr_data=None, div2k_root=None, train_images=N
     return tuple(folder_pairs(part, scale, lr_data) for part in parts)
 
 
+# The load_pairs arguments a run records (run.yaml's `data`, baselines.yaml's).
+DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images", "test_images")
+
+
+def recorded_pairs(data, scale, **overrides):
+    """load_pairs for the source a run recorded (run.yaml's `data` mapping; other keys, such as
+    `split`, ignored), with `overrides` (e.g. val_images=1) replacing recorded values."""
+    options = {k: v for k, v in (data or {}).items() if k in DATA_KEYS}
+    return load_pairs(scale=scale, **{**options, **overrides})
+
+
 def eval_pairs(folder, scale, lr_folder=None):
     """Every image of an evaluation folder as a Pair (no split)."""
     if scale not in SCALES:

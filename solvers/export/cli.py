@@ -51,10 +51,7 @@ def goal_of(settings):
 
 
 def validation_pairs(settings, scale, count):
-    data = settings.get("data") or {}
-    pairs = sources.load_pairs(data.get("data"), scale, data.get("lr_data"),
-                               data.get("div2k_root"), data.get("train_images"),
-                               data.get("val_images"), data.get("test_images"))[1]
+    pairs = sources.recorded_pairs(settings.get("data"), scale)[1]
     return pairs[:count] if count else pairs
 
 

@@ -34,8 +34,6 @@ import tensorflow as tf
 PNGS = ("tradeoff", "layer_bits", "progress", "sr_samples")
 CROP = 48      # LR side of the SR sample crops (HR: CROP x scale)
 SAMPLES = 2    # test images shown (validation ones for runs from before the test split)
-DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images",
-             "test_images")  # load_pairs' options
 REQUIRED = ("trial_id", "status", "size_bits", "val_psnr", "val_score")
 # summary.yaml's figures; val_images and test (held-out figures) are None for older runs.
 SIZES = ("size_bits", "float32_bits", "uniform8_bits", "val_psnr_search", "val_psnr_retrained",
@@ -122,13 +120,12 @@ def sr_samples(run, scale):
                                                              "float_model")))
     methods.append(("chosen (quantized)", evaluate.load_model(
         os.path.join(run["dir"], "best_model_retrained.keras"), scale, "best_model_retrained")))
-    options = {k: v for k, v in (settings.get("data") or {}).items() if k in DATA_KEYS}
+    data = settings.get("data") or {}
     # The first SAMPLES images of each split at most, so as not to decode the whole set.
-    options.update(train_images=1, **{k: min(SAMPLES, options.get(k) or SAMPLES)
-                                      for k in ("val_images", "test_images")})
+    counts = {k: min(SAMPLES, data.get(k) or SAMPLES) for k in ("val_images", "test_images")}
     samples = []
-    for pair in sources.load_pairs(scale=scale, **options)[2 if run["sizes"].get("test")
-                                                            else 1][:SAMPLES]:
+    for pair in sources.recorded_pairs(data, scale, train_images=1, **counts)[
+            2 if run["sizes"].get("test") else 1][:SAMPLES]:
         h, w = min(CROP, pair.lr.shape[0]), min(CROP, pair.lr.shape[1])
         top, left = (pair.lr.shape[0] - h) // 2, (pair.lr.shape[1] - w) // 2
         box = np.s_[top * scale:(top + h) * scale, left * scale:(left + w) * scale]

@@ -27,7 +27,7 @@ from solvers.networks.base7 import base7, layer_names
 # width: every layer's bits (32: float32); the costs are cost.COST_COLUMNS and the goal's `cost`.
 METRICS = (*cost.COST_COLUMNS, "cost", "val_loss", "val_psnr", "val_score")
 COLUMNS = ("label", "width", *METRICS, "epochs", "best_epoch", "test_loss", "test_psnr", "model")
-DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images", "test_images")  # run.yaml's `data`
+DATA_KEYS = sources.DATA_KEYS  # run.yaml's `data`
 # What must be equal for a run to be compared with a set (and for a set to be rebuilt in its
 # folder), in the order a difference is named. The budget is the one of a search trial.
 MATCH_KEYS = ("data", "scale", "seed", "quantizers", "budget", "learning_rate", "goal")
