@@ -102,6 +102,7 @@ def test_tiny_trained_model_is_bit_exact_in_c_simulation(tiny_run, capsys):
     v = doc["verification"]
     assert v["bit_exact"] and v["identical_fraction"] == 1.0 and v["max_abs_diff_raw"] == 0.0
     assert v["photos"] == 1 and v["pixels"] == 60 * 72
+    assert v["builds"] == 1 and v["seconds_per_build"] > 0 and v["ms_per_lr_pixel"] > 0
     assert os.path.isfile(out_dir / "project" / "firmware" / "myproject.cpp")
     # The project itself, at its 8x8 frame, on the photo's centre crop; the crop is its testbench.
     assert v["project"]["crops"] == 1 and v["project"]["identical"] == v["project"]["pixels"] == 576
@@ -115,7 +116,10 @@ def test_tiny_trained_model_is_bit_exact_in_c_simulation(tiny_run, capsys):
     assert all(w <= 3 + i % 4 for i, w in enumerate(widths)) and widths[3] == 6
     assert types["act_0"]["result"] == "ufixed<8,8,RND_CONV,SAT>"
     assert types["act_1"]["result"] == "ufixed<4,8,RND_CONV,SAT>"
-    assert "**Bit-exact** on 1 validation photos" in (out_dir / "export.md").read_text()
+    md = (out_dir / "export.md").read_text()
+    assert "**Bit-exact** on 1 validation photos" in md
+    total = sum(r["multipliers"] for r in doc["hls4ml_design"])
+    assert total > 0 and "| total | | | | " in md and md.count(f" | {total} |") >= 1
     assert "bit-exact" in capsys.readouterr().out
 
 

@@ -58,6 +58,8 @@ def verification_lines(doc):
         lines.append(f"| {r['name']} | {r['h']}x{r['w']} | {r['pixels']} | "
                      f"{r['identical_fraction']:.6f} | {r['max_abs_diff']:g} | "
                      f"{r['max_abs_diff_raw']:g} | {where} |")
+    lines += ["", (f"{v['builds']} builds with g++, {v['seconds_per_build']:.1f} s each; the "
+              f"simulation ran {v['ms_per_lr_pixel']:.2f} ms per LR pixel.")]
     p = v["project"]
     lines += [""]
     if p["crops"]:
@@ -129,6 +131,9 @@ def markdown(doc):
             lines.append(f"| {row['layer']} | {row['class']} | {row['strategy']} | "
                          f"{row['reuse_factor']} | {row['weights']} | `{row['weight_type']}` | "
                          f"{row['multipliers']} |")
+    multipliers = sum(r["multipliers"] for r in doc["hls4ml_design"])
+    lines.append(f"| total | | | | {sum(r['weights'] for r in doc['hls4ml_design'])} | | "
+                 f"{multipliers} |")
     design_bits = sum(r["weights"] * _width(r["weight_type"]) for r in doc["hls4ml_design"]
                       if r["weights"])
     c = doc["costs"]

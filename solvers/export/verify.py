@@ -9,6 +9,7 @@ size; the arithmetic, types and weights are the exported project's.
 """
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
@@ -62,16 +63,21 @@ def run(model, parts, types, pairs, work_dir, backend, io_type, reuse, log, prog
     try:
         for pair in pairs:
             h, w = pair.lr.shape[:2]
+            started, build_seconds = time.perf_counter(), 0.0
             if (h, w) not in builds:
                 graph = hgraph.hls_graph(parts, (h, w))
                 cfg = hls.config(graph, types, reuse, trace=True)
                 model_hls = hls.convert(graph, cfg, os.path.join(work_dir, f"{h}x{w}"), backend,
                                         io_type, log)
                 builds[(h, w)] = hls.compile_model(model_hls, log)
+                build_seconds = time.perf_counter() - started
             x = pair.lr[None].astype(np.float64)
+            started = time.perf_counter()
             out = builds[(h, w)].predict(np.ascontiguousarray(x))
+            simulate_seconds = time.perf_counter() - started
             residual = np.asarray(out, np.float64).reshape(1, h, w, -1)
-            result = {"name": pair.name, "h": h, "w": w,
+            result = {"name": pair.name, "h": h, "w": w, "build_seconds": build_seconds,
+                      "simulate_seconds": simulate_seconds,
                       **compare(hgraph.post_process(residual, parts.scale),
                                 _keras_outputs(model, x))}
             difference = None
@@ -125,7 +131,12 @@ def summary(results, project=None, skipped=None):
     run on crops when there was one); skipped: why there was no C simulation, or None."""
     pixels = sum(r["pixels"] for r in results)
     identical = sum(r["identical"] for r in results)
+    builds = [r["build_seconds"] for r in results if r["build_seconds"]]
+    lr_pixels = sum(r["h"] * r["w"] for r in results)
     return {"photos": len(results), "pixels": pixels, "skipped": skipped,
+            "builds": len(builds), "seconds_per_build": sum(builds) / len(builds) if builds else None,
+            "ms_per_lr_pixel": (1000 * sum(r["simulate_seconds"] for r in results) / lr_pixels
+                                if lr_pixels else None),
             "identical_fraction": identical / pixels if pixels else None,
             "max_abs_diff": max((r["max_abs_diff"] for r in results), default=None),
             "max_abs_diff_raw": max((r["max_abs_diff_raw"] for r in results), default=None),
