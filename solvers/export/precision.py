@@ -79,9 +79,8 @@ def signed_integer_bits(low, high, fraction):
 def holding(values):
     """The narrowest signed type holding every value exactly."""
     values = np.asarray(values, np.float64)
-    f = fraction_bits(values)
-    i = signed_integer_bits(float(values.min(initial=0.0)), float(values.max(initial=0.0)), f)
-    return FixedType(i + f, i)
+    return sum_type(float(values.min(initial=0.0)), float(values.max(initial=0.0)),
+                    fraction_bits(values))
 
 
 def channel_factors(kernel):
