@@ -118,11 +118,11 @@ sensitivity: $(FLOAT_MODEL) $(STAMP)
 # (STUDY_ALGO, TRIALS: the study's default when unset), then the uniform baselines, float32, the
 # hand rule and the search's picks at equal cost, each trained from scratch for EPOCHS +
 # RETRAIN_EPOCHS, scored on the held-out test images; results/study/study.md and study.png.
-# Uses results/sensitivity/sensitivity.csv for derived seed trials when it exists.
+# Uses results/sensitivity/sensitivity.csv for derived starting points when it exists.
 SEEDS ?= 1 2 3
 STUDY_ALGO ?= random
 STUDY_OUT ?= results/study
-# The sensitivity table is built first when missing (it gives the derived seed trials).
+# The sensitivity table is built first when missing (it gives the derived starting points).
 SENSITIVITY_CSV := results/sensitivity/sensitivity.csv
 $(SENSITIVITY_CSV): | $(FLOAT_MODEL) $(STAMP)
 	$(PY) -m solvers.search.sensitivity $(SENSITIVITY_OPTS)

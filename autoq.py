@@ -65,10 +65,10 @@ def parse_args(argv=None):
     p.add_argument("--test-images", type=_positive_int,
                    help="use the first n test (held-out) images")
     p.add_argument("--config", default="quantization_config.yaml", help="search space YAML")
-    p.add_argument("--no-seed-trials", action="store_true", help="start the search at random, "
+    p.add_argument("--no-starting-points", action="store_true", help="start the search at random, "
                    "not from the uniform, hand-rule and sensitivity configurations")
     p.add_argument("--sensitivity", default=None, help="make sensitivity's sensitivity.csv for "
-                   "the derived seed trials (default: results/sensitivity/ when at this scale)")
+                   "the derived starting points (default: results/sensitivity/ when at this scale)")
     p.add_argument("--float-model", default=None, help="float32 base7 .keras to start from")
     p.add_argument("--train-float", action="store_true",
                    help="train the float32 reference and save it to --float-model")

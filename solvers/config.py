@@ -45,7 +45,17 @@ class SearchSpace:
     objective: ObjectiveParams = ObjectiveParams()
     tune_filters: str = "none"                   # none | block | layer (search/space.py)
     tune_filters_multipliers: tuple = MULTIPLIERS
-    tune_filters_exceptions: str = None          # regex: layers (whole name) kept at their width
+    tune_filters_exceptions: str = None          # regex: layers (whole name) kept at their filters
+
+    def uniform_widths(self):
+        """The widths every kind of quantizer offers, ascending (a uniform configuration each)."""
+        return sorted(set(self.kernel.values()) & set(self.bias.values())
+                      & set(self.activation.values()))
+
+    def quantizer(self, kind, bits):
+        """The quantizer string of `kind` at `bits`: the first of that width in the YAML (the one
+        every uniform baseline and starting point uses), None when the section has none."""
+        return next((q for q, b in getattr(self, kind).items() if b == bits), None)
 
 
 @dataclass(frozen=True)
@@ -62,10 +72,10 @@ class Profile:
 
 PROFILES = {
     # quick: `make random` in under 10 minutes on 2 CPU cores (measured time in the README).
-    # 20 trials: the first 10-12 are the seed trials (search/seeds.py), the rest explore.
+    # 20 trials: the first 10-12 are the starting points (search/starting_points.py), the rest explore.
     "quick": Profile(trials=20, epochs=4, retrain_epochs=16, batch_size=16, patch_size=32,
                      steps_per_epoch=100),
-    # paper: the seed's protocol; 1000 steps per epoch gives its two million training steps.
+    # paper: the upstream base7 project's protocol; 1000 steps per epoch gives its two million training steps.
     "paper": Profile(trials=100, epochs=20, retrain_epochs=180, batch_size=16, patch_size=64,
                      steps_per_epoch=1000, patience=5),
 }

@@ -5,14 +5,14 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 import yaml
 
 from solvers import files, run_folder, train
+from solvers.networks import float_model
 from solvers.data import pipeline, sources
 from solvers.report import pareto, records, report_md
-from solvers.search import baselines, distributed, retrain, seeds, tuners
+from solvers.search import baselines, distributed, retrain, starting_points, tuners
 from solvers.search.space import filter_search, search_choices
 from solvers.config import PROFILES, ConfigError, load_search_space
 from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
@@ -28,51 +28,16 @@ def profile_settings(args):
     return dataclasses.replace(PROFILES[args.profile], **overrides)
 
 
-def load_float_weights(path, scale):
-    """{conv name: [kernel, bias]} from a float32 base7 saved as .keras, checked against the
-    architecture at `scale` (ConfigError naming the file otherwise)."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"--float-model: {path}: no such file (make float builds it)")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for files that are not Keras models
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"--float-model: {path}: not a loadable .keras model ({reason})") from None
-    reference = base7(scale=scale)
-    weights = {}
-    for name in layer_names()[0]:
-        expected = [tuple(w.shape) for w in reference.get_layer(name).get_weights()]
-        try:
-            found = model.get_layer(name).get_weights()
-        except ValueError:
-            found = []
-        if [tuple(w.shape) for w in found] != expected:
-            raise ConfigError(f"--float-model: {path}: not a float32 base7 at scale {scale} "
-                              f"(layer {name}: expected weights {expected})")
-        weights[name] = [np.asarray(w) for w in found]
-    return weights
-
-
-def _datasets(args, profile):
-    """(train, validation, test) pipelines, built once per run (bad data fails here, before any
-    write). Validation serves every selection step; test only the final figures."""
-    train_pairs, val_pairs, test_pairs = sources.load_pairs(
-        args.data, args.scale, lr_data=args.lr_data, div2k_root=args.div2k_root,
-        train_images=args.train_images, val_images=args.val_images,
-        test_images=getattr(args, "test_images", None))
-    pipeline.check_patch_fits(train_pairs, profile.patch_size, args.data or "skimage")
-    print(f"data: {len(train_pairs)} training, {len(val_pairs)} validation (selection) and "
-          f"{len(test_pairs)} test (held out) images ({args.data or 'scikit-image photos'}), "
-          "decoded in memory", flush=True)
-    train_ds = pipeline.train_dataset(train_pairs, args.scale, profile.patch_size,
-                                  profile.batch_size, args.seed)
-    return train_ds, pipeline.val_dataset(val_pairs), pipeline.val_dataset(test_pairs, "test")
+def datasets(args, profile):
+    """(train, validation, test) pipelines of a run (pipeline.datasets)."""
+    return pipeline.datasets(sources.data_options(args), args.scale, profile.patch_size,
+                             profile.batch_size, args.seed)
 
 
 def train_float(args):
     """Trains the float32 base7 for the profile's whole epoch budget; keeps the best val_psnr."""
     profile = profile_settings(args)
-    train_ds, val_ds, _ = _datasets(args, profile)  # the float model is a starting point, not a claim
+    train_ds, val_ds, _ = datasets(args, profile)  # the float model is a starting point, not a claim
     keras.utils.set_random_seed(args.seed)
     os.makedirs(os.path.dirname(os.path.abspath(args.float_model)), exist_ok=True)
     model = train.compile_model(base7(scale=args.scale), args.learning_rate, border=args.scale,
@@ -142,14 +107,14 @@ def sensitivity_table(args):
     return path if measured.get("scale") == args.scale else None
 
 
-def seed_trials(args, space, choices, filters):
-    """The first trials (search/seeds.py), printed; none with --no-seed-trials, and none on a
-    worker: the chief's oracle hands them out (computing them takes up to half a minute)."""
-    if args.no_seed_trials or args.role == "worker":
+def starting_points_of(args, space, choices, filters):
+    """The first trials (search/starting_points.py), printed; none with --no-starting-points, and
+    none on a worker: the chief's oracle hands them out (computing them takes up to half a minute)."""
+    if args.no_starting_points or args.role == "worker":
         return []
     table = sensitivity_table(args)
-    trials = seeds.for_search(space, choices, filters, args.scale, table)
-    print(f"seed trials ({len(trials)}, first): {', '.join(label for label, _ in trials)}"
+    trials = starting_points.for_search(space, choices, filters, args.scale, table)
+    print(f"starting points ({len(trials)}, first): {', '.join(label for label, _ in trials)}"
           + (f" (sensitivity: {table})" if table else ""), flush=True)
     return trials
 
@@ -169,8 +134,8 @@ def search_and_retrain(args):
     """The main job: search the quantizers, retrain the winner, write the run's files."""
     started = time.time()
     profile, space, choices, filters, settings = search_setup(args)
-    float_weights = load_float_weights(args.float_model, args.scale) if args.float_model else None
-    train_ds, val_ds, test_ds = _datasets(args, profile)
+    float_weights = float_model.load_float_weights(args.float_model, args.scale) if args.float_model else None
+    train_ds, val_ds, test_ds = datasets(args, profile)
     run_name = run_folder.run_name(args)
     run_dir = os.path.join(args.results_dir, run_name)
     tb_dir = os.path.join(args.tb_dir, run_name)
@@ -179,7 +144,7 @@ def search_and_retrain(args):
         os.environ.update(distributed.tuner_env(args.role, args.oracle, args.worker_id))
     if worker:
         run_folder.check_worker_settings(run_dir, settings)  # the chief owns run.yaml and the outputs
-    else:
+    else:  # one chief or standalone process per RUN, before anything is written or moved aside
         run_folder.prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
     keras.utils.set_random_seed(args.seed)
 
@@ -197,7 +162,7 @@ def search_and_retrain(args):
         records.write_trials_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
     tuner = tuners.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
                               args.seed, run_dir, on_trial_recorded=write_trials_csv,
-                              seeds=seed_trials(args, space, choices, filters))
+                              starting_points=starting_points_of(args, space, choices, filters))
     print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
           f"{'from ' + args.float_model if args.float_model else 'from scratch'}", flush=True)
     if args.role == "chief":
@@ -223,7 +188,7 @@ def search_and_retrain(args):
         test.update({f"psnr{suffix}": float(scores["psnr"]), f"loss{suffix}": float(scores["loss"])})
     values = {**values, **quantizer_values(choices, values)}  # widths → quantizer strings
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale,
-                              filters=hypermodel.widths(values))
+                              filters=hypermodel.filters_of(values))
     best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))
     files.write_yaml(os.path.join(run_dir, "summary.yaml"), records.summary_record(
         best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after,
@@ -260,7 +225,7 @@ def uniform_baselines(args):
             raise ConfigError(f"{yaml_path}: these baselines were trained with {key} = "
                               f"{run_folder.short(old)}, now {run_folder.short(new)}; use another "
                               "RUN=name")
-    train_ds, val_ds, test_ds = _datasets(args, profile)
+    train_ds, val_ds, test_ds = datasets(args, profile)
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(csv_path) and not os.path.exists(yaml_path):  # from before baselines.yaml
         aside = f"{csv_path}.old-{time.strftime('%Y%m%d-%H%M%S')}"

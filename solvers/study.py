@@ -2,7 +2,7 @@
 figures on test images that no selection step saw.
 
 For each seed, into results/study/seed<N>/:
-  search/        one search (autoq.py, its seed trials first), without its own retrain;
+  search/        one search (autoq.py, its starting points first), without its own retrain;
   points.csv     every model the study compares, each trained from scratch for the same budget
                  (epochs per trial + retrain epochs, the retrain's learning-rate schedule), its
                  best epoch chosen on the validation images, then scored once on the test images:
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default="results/study")
     p.add_argument("--tb-dir", default="tb_logs/study")
     p.add_argument("--sensitivity", default="results/sensitivity/sensitivity.csv",
-                   help="make sensitivity's table, for the searches' derived seed trials (when "
+                   help="make sensitivity's table, for the searches' derived starting points (when "
                         "the file exists)")
     p.add_argument("--search-args", default="", help="more autoq.py options, one string "
                    "(e.g. --patch-size 8 --batch-size 4 for a tiny run)")
@@ -96,15 +96,15 @@ def goal_cost(quantizers, space, scale):
 def _plan(args, space, trials):
     """[(label, kind, budget, trial row or None, quantizers)] of one seed: baselines, then picks."""
     from solvers.report import study_md
-    from solvers.search import baselines, seeds
+    from solvers.search import baselines, starting_points
     uniform = {b: baselines.uniform_quantizers(space, b) for b in args.uniform_widths}
     plan = [(f"uniform {b}-bit", "uniform", "", None, q) for b, q in uniform.items() if q]
     plan.append(("float32", "float", "", None, None))
-    label, rule = next(iter(seeds.HAND_RULES.items()))
-    if seeds.offers(space, seeds.hand_rule(*rule)):  # its widths in the space
+    label, rule = next(iter(starting_points.HAND_RULES.items()))
+    if starting_points.offers(space, starting_points.hand_rule(*rule)):  # its widths in the space
         plan.append((label, "hand rule", "", None,
-                     seeds.quantizers_of(seeds.hand_rule(*rule), space)))
-    # The budgets are the baselines' own costs (a limit may have kept a seed trial from being
+                     starting_points.quantizers_of(starting_points.hand_rule(*rule), space)))
+    # The budgets are the baselines' own costs (a limit may have kept a starting point from being
     # exactly uniform, e.g. biases fixed at 8 bits).
     costs = {label: goal_cost(q, space, args.scale) for label, kind, _, _, q in plan
              if kind in ("uniform", "hand rule")}
@@ -142,7 +142,7 @@ def train_points(args, seed, seed_dir, search_dir):
             if p[0] not in {r["label"] for r in rows}]
     if not plan:
         return rows
-    train_ds, val_ds, test_ds = run._datasets(search_args, profile)
+    train_ds, val_ds, test_ds = run.datasets(search_args, profile)
     budget = baselines.Budget(profile.epochs + profile.retrain_epochs, profile.steps_per_epoch,
                               search_args.scale, search_args.learning_rate, seed, space.objective)
     data = baselines.Data(train_ds, val_ds, test_ds)

@@ -22,7 +22,7 @@ def minimal(extra="", kernel=GOOD_KERNEL):
 
 
 def test_seed_config_still_loads():
-    space = load_search_space("configs/seed_quantization_config.yaml", CONV + ACT)
+    space = load_search_space("configs/upstream_quantization_config.yaml", CONV + ACT)
     assert space.kernel["quantized_bits(2,0,alpha=1.0)"] == 2
     assert space.activation["quantized_relu(8,8)"] == 8
 

@@ -105,11 +105,11 @@ def test_tiny_search_writes_every_output(tmp_path, images, algo, source, goal):
 
     rows = list(csv.DictReader(open(run_dir / "trials.csv")))
     assert [r["status"] for r in rows] == ["COMPLETED"] * 2
-    # The first trials are the seed trials (search/seeds.py): uniform 2-bit, then 3-bit (biases
+    # The first trials are the starting points (search/starting_points.py): uniform 2-bit, then 3-bit (biases
     # at the shipped limit's 8 bits), so picking the wrong one as the winner below cannot go
     # unnoticed.
     assert len(HP_NAMES) == 20 and set(rows[0]) >= set(HP_NAMES)
-    assert [r["seed"] for r in rows] == ["uniform 2-bit", "uniform 3-bit"]
+    assert [r["start"] for r in rows] == ["uniform 2-bit", "uniform 3-bit"]
     for row, bits in zip(rows, (2, 3)):
         assert {int(row[f"{h}_bits"]) for h in HP_NAMES} == {bits, 8}
         assert {int(row[f"{h}_bits"]) for h in HP_NAMES if "bias" in h} == {8}

@@ -237,7 +237,7 @@ def test_hypermodel_builds_the_searched_widths():
                               filter_search=block)
     model = hypermodel.build(hp)
     # 27 × 1.5 = 40.5: rounded half up, not to the even 40.
-    assert layer_filters(model) == hypermodel.widths(hp.values) == {
+    assert layer_filters(model) == hypermodel.filters_of(hp.values) == {
         "conv_0": 42, "conv_1": 28, "conv_2": 28, "conv_3": 28, "conv_4": 28, "conv_5": 41,
         "conv_6": 27}
     hp = kt.HyperParameters()  # declared as choices, the designed width as the default

@@ -43,7 +43,7 @@ def test_block_mode_is_one_multiplier_and_exceptions_keep_their_width(tmp_path):
                          tune_filters_exceptions="conv_[05]")
     assert filter_choices(space, path=path) == {"filters_multiplier": [0.5, 1.0, 2.0]}
     search = filter_search(space, path=path)
-    assert search.widths({"filters_multiplier": 0.5}) == {c: 14 for c in CONV[1:5]}
+    assert search.filters_of({"filters_multiplier": 0.5}) == {c: 14 for c in CONV[1:5]}
     space, path = _space(tmp_path, tune_filters="layer", tune_filters_exceptions="conv_0")
     assert list(filter_choices(space, path=path)) == [f"{c}_filters" for c in SEARCHED[1:]]
 
@@ -94,7 +94,7 @@ def test_best_config_and_records_follow_the_chosen_widths(tmp_path):
 
 TINY = ["--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2", "--patch-size", "8",
         "--batch-size", "4", "--trials", "2", "--algo", "random",
-        "--no-seed-trials"]  # random widths in both trials: seed trials keep base7's
+        "--no-starting-points"]  # random widths in both trials: starting points keep base7's
 
 
 def test_tiny_layer_mode_search_records_and_saves_the_chosen_widths(tmp_path):

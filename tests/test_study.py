@@ -14,11 +14,11 @@ Q = {"k": 'quantized_bits({},0,alpha="auto_po2")', "b": "quantized_bits({},0,alp
      "a": "quantized_relu({},8)"}
 
 
-def _trial(trial_id, kernel, bias, act, cost, val_psnr, seed=""):
+def _trial(trial_id, kernel, bias, act, cost, val_psnr, start=""):
     """A trials.csv row with every layer's widths (kernel: one width or 7)."""
     kernel = kernel if isinstance(kernel, list) else [kernel] * 7
     row = {"trial_id": str(trial_id), "status": "COMPLETED", "cost": str(cost), "bits": str(cost),
-           "val_psnr": str(val_psnr), "val_score": str(10 - val_psnr / 10), "seed": seed,
+           "val_psnr": str(val_psnr), "val_score": str(10 - val_psnr / 10), "start": start,
            "val_loss": str(10 ** (1 - 0.025 * val_psnr))}  # 1 dB = 5.93 % of L1
     for i in range(7):
         row[f"conv_{i}_kernel_bits"], row[f"conv_{i}_kernel"] = kernel[i], Q["k"].format(kernel[i])
@@ -38,7 +38,7 @@ TRIALS = [_trial(0, 2, 2, 2, 100, 30.0, "uniform 2-bit"), _trial(1, 3, 3, 3, 200
 
 def test_the_plan_picks_the_best_validation_trial_within_each_cost(monkeypatch):
     space = load_search_space(str(REPO / "quantization_config.yaml"))
-    # The budgets: the baselines' costs, here those of the seed trials above.
+    # The budgets: the baselines' costs, here those of the starting points above.
     costs = {study_md.bits_text(study_md.trial_quantizers(t)): float(t["cost"]) for t in TRIALS}
     monkeypatch.setattr(study, "goal_cost", lambda q, *_: costs[study_md.bits_text(q)])
     args = study.parse_args(["--uniform-widths", "2", "3", "4", "8"])

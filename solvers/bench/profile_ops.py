@@ -97,7 +97,7 @@ def print_table(result, rows=14):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patch", type=int, default=64, help="LR patch side (the seed's: 64)")
+    parser.add_argument("--patch", type=int, default=64, help="LR patch side (the upstream project's: 64)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10, help="profiled steps per variant")
     parser.add_argument("--out", default="results/profile")

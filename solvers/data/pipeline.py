@@ -5,6 +5,7 @@ validation and test images. Pixels are float32 in [0, 255] once they leave this 
 import numpy as np
 import tensorflow as tf
 
+from solvers.data import sources
 from solvers.data.sources import DataError
 
 
@@ -118,3 +119,20 @@ def val_dataset(pairs, split="validation") -> tf.data.Dataset:
                 unpack(hr_flat, hr_offsets, hr_shapes, k))
 
     return tf.data.Dataset.range(len(pairs)).map(element)
+
+
+def datasets(options, scale, patch_size, batch_size, seed, with_test=True):
+    """(train, validation, test) pipelines from the source `options` names (a mapping with
+    sources.DATA_KEYS: data, lr_data, div2k_root, train_images, ...; a missing key is its default),
+    built once per run so bad data fails here, before any write. Validation serves every selection
+    step; test only the final figures (None when with_test is false: a measurement that reports
+    nothing on held-out images, such as make sensitivity, needs no test split)."""
+    train_pairs, val_pairs, test_pairs = sources.load_pairs(
+        scale=scale, **{k: options.get(k) for k in sources.DATA_KEYS})
+    name = options.get("data") or "skimage"
+    check_patch_fits(train_pairs, patch_size, name)
+    print(f"data: {len(train_pairs)} training, {len(val_pairs)} validation (selection) and "
+          f"{len(test_pairs)} test (held out) images ({options.get('data') or 'scikit-image photos'}), "
+          "decoded in memory", flush=True)
+    train_ds = train_dataset(train_pairs, scale, patch_size, batch_size, seed)
+    return train_ds, val_dataset(val_pairs), (val_dataset(test_pairs, "test") if with_test else None)

@@ -218,7 +218,13 @@ def load_pairs(data=None, scale=3, lr_data=None, div2k_root=None, train_images=N
 
 
 # The load_pairs arguments a run records (run.yaml's `data`, baselines.yaml's).
+# load_pairs' options: what names a run's images (run.yaml's and sensitivity.yaml's `data`).
 DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images", "test_images")
+
+
+def data_options(namespace):
+    """{DATA_KEYS: value} of parsed command-line options (an option a command lacks: None)."""
+    return {k: getattr(namespace, k, None) for k in DATA_KEYS}
 
 
 def recorded_pairs(data, scale, **overrides):

@@ -119,31 +119,31 @@ def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=No
     missing from the dict stays float32.
     activation_layer: the class of the quantized ReLUs; qkeras' QActivation gives the reference
     implementation that QReLU reproduces faster (make bench times both).
-    filters: None for the designed widths (base_filters), or {conv name: output channels} for the
-    layers whose width differs (a filter search's choice); the last convolution must keep
+    filters: None for the designed filter counts (base_filters), or {conv name: output channels}
+    for the layers whose count differs (a filter search's choice); the last convolution must keep
     out_channels·scale² (ValueError otherwise).
     """
     quantizers = quantizers or {}
     conv_names, act_names = layer_names(m)
-    widths = base_filters(scale, num_fea, m, out_channels)
-    unknown = sorted(set(filters or {}) - set(widths))
+    filters_of = base_filters(scale, num_fea, m, out_channels)
+    unknown = sorted(set(filters or {}) - set(filters_of))
     if unknown:
-        raise ValueError(f"filters: no convolution {unknown[0]!r} in base7 ({', '.join(widths)})")
-    widths.update({name: int(n) for name, n in (filters or {}).items()})
+        raise ValueError(f"filters: no convolution {unknown[0]!r} in base7 ({', '.join(filters_of)})")
+    filters_of.update({name: int(n) for name, n in (filters or {}).items()})
     up_channels = out_channels * scale * scale
-    if widths[conv_names[-1]] != up_channels:
+    if filters_of[conv_names[-1]] != up_channels:
         raise ValueError(f"filters: {conv_names[-1]} must keep {up_channels} = {out_channels}·"
                          f"scale² outputs (depth-to-space and the anchor add), not "
-                         f"{widths[conv_names[-1]]}")
-    if min(widths.values()) < 1:
-        raise ValueError(f"filters: every width must be at least 1, got {widths}")
+                         f"{filters_of[conv_names[-1]]}")
+    if min(filters_of.values()) < 1:
+        raise ValueError(f"filters: every layer needs at least 1, got {filters_of}")
     inputs = keras.Input((None, None, in_channels), name="lr")
     # The anchor repeats the input s² times so that depth-to-space turns it into a nearest-neighbour
     # upscale: the convolutions only learn the residual.
     anchor = keras.layers.Concatenate(name="anchor")([inputs] * (scale * scale))
     x = inputs
     for i, name in enumerate(conv_names):
-        x = _conv(name, widths[name], quantizers.get(name))(x)
+        x = _conv(name, filters_of[name], quantizers.get(name))(x)
         if i < len(act_names):
             x = _relu(act_names[i], quantizers.get(act_names[i]), activation_layer)(x)
     x = keras.layers.Add(name="add_anchor")([x, anchor])
@@ -164,9 +164,9 @@ def quantizers_from_hp(values, m=4):
 def copy_float_weights(model, float_weights):
     """Copies {layer name: [kernel, bias]} of a float32 base7 into the same-named layers of `model`.
 
-    Where a filter search changed widths, a layer's float weights no longer fit: the overlapping
+    Where a filter search changed filter counts, a layer's float weights no longer fit: the overlapping
     slice is copied (kernel[:, :, :n_in, :n_out], bias[:n_out], each the smaller of the two
-    widths) and the rest keeps `model`'s initializer. A narrower layer starts from the float
+    counts) and the rest keeps `model`'s initializer. A narrower layer starts from the float
     model's first channels (the dropped ones' contributions are gone), a wider one from all of
     them plus freshly initialized ones. What the architecture fixes must still match: the kernel
     size, the first convolution's input (RGB) and the last one's 3·scale² outputs; ValueError
@@ -215,15 +215,15 @@ FILTERS_MULTIPLIER = "filters_multiplier"  # the one hyperparameter of tune_filt
 
 @dataclass(frozen=True)
 class FilterSearch:
-    """AutoQKeras' filter search ("rebalancing"), over base7's widths.
+    """AutoQKeras' filter search ("rebalancing"), over base7's filter counts.
 
     mode: "block": one hyperparameter, filters_multiplier, over the multipliers, scales every layer
         in `base`; "layer": one hyperparameter per layer in `base`, conv_i_filters, over that
-        layer's widths (integers, so TensorBoard's HParams and the Bayesian oracle see ordered
+        layer's filter counts (integers, so TensorBoard's HParams and the Bayesian oracle see ordered
         numbers).
-    multipliers: the multipliers offered (AutoQKeras: 0.5, 0.75, 1, 1.5, 2); a width is
-        scaled_filters(base width, multiplier).
-    base: {conv name: designed width} of the layers searched; the others keep base7's widths.
+    multipliers: the multipliers offered (AutoQKeras: 0.5, 0.75, 1, 1.5, 2); a count is
+        scaled_filters(designed count, multiplier).
+    base: {conv name: designed filters} of the layers searched; the others keep base7's.
     """
     mode: str
     multipliers: tuple
@@ -233,21 +233,21 @@ class FilterSearch:
         """{hyperparameter name: options, smallest first}."""
         if self.mode == "block":
             return {FILTERS_MULTIPLIER: sorted({float(x) for x in self.multipliers})}
-        return {hp_name(name, "filters"): sorted({scaled_filters(width, x)
+        return {hp_name(name, "filters"): sorted({scaled_filters(count, x)
                                                   for x in self.multipliers})
-                for name, width in self.base.items()}
+                for name, count in self.base.items()}
 
     def default(self, name):
-        """The designed width (multiplier 1) if offered, as AutoQKeras' default; else the first."""
+        """The designed filter count (multiplier 1) if offered, as AutoQKeras' default; else the first."""
         options = self.choices()[name]
         designed = 1.0 if name == FILTERS_MULTIPLIER else self.base[name[:-len("_filters")]]
         return designed if designed in options else options[0]
 
-    def widths(self, values):
+    def filters_of(self, values):
         """{conv name: filters} of the searched layers for these hyperparameter values."""
         if self.mode == "block":
-            return {name: scaled_filters(width, values[FILTERS_MULTIPLIER])
-                    for name, width in self.base.items()}
+            return {name: scaled_filters(count, values[FILTERS_MULTIPLIER])
+                    for name, count in self.base.items()}
         return {name: int(values[hp_name(name, "filters")]) for name in self.base}
 
 
@@ -262,8 +262,8 @@ class MyHyperModel(kt.HyperModel):
         in kwargs and run after ours.
     float_weights: None to start from Keras' initializers, or {conv name: [kernel, bias]} from a
         trained float32 base7 (pretrained_* targets), copied in before training (the overlapping
-        slice where a layer's width differs: copy_float_weights).
-    filter_search: None to keep base7's widths (no filter hyperparameter at all), or a
+        slice where a layer's filter count differs: copy_float_weights).
+    filter_search: None to keep base7's filter counts (no filter hyperparameter at all), or a
         FilterSearch whose hyperparameters come after the quantizers'.
     """
 
@@ -274,12 +274,12 @@ class MyHyperModel(kt.HyperModel):
         self.scale, self.float_weights, self.m = scale, float_weights, m
         self.filter_search = filter_search
 
-    def widths(self, values):
+    def filters_of(self, values):
         """{conv name: filters} of every convolution for these hyperparameter values."""
-        widths = base_filters(self.scale, m=self.m)
+        filters = base_filters(self.scale, m=self.m)
         if self.filter_search is not None:
-            widths.update(self.filter_search.widths(values))
-        return widths
+            filters.update(self.filter_search.filters_of(values))
+        return filters
 
     def build(self, hp):
         values = {name: hp.Choice(name, list(c.options), ordered=True if c.by_bits else None)
@@ -289,7 +289,7 @@ class MyHyperModel(kt.HyperModel):
                            for name, options in self.filter_search.choices().items()})
         quantizers = quantizers_from_hp(quantizer_values(self.choices, values), self.m)
         model = base7(scale=self.scale, m=self.m, quantizers=quantizers,
-                      filters=self.widths(values))
+                      filters=self.filters_of(values))
         if self.float_weights is not None:
             copy_float_weights(model, self.float_weights)
         self.compile_fn(model)

@@ -34,8 +34,8 @@ def trial_rows(oracle, hp_names, project_dir=None, choices=None):
         reason = (trial.message or "").strip().splitlines()[-1:] if failed else []
         row = {"trial_id": trial_id, "status": "FAILED" if failed else trial.status,
                "reason": reason[0] if reason else "", "worker": _worker(project_dir, trial_id),
-               # which seed trial this is (search/seeds.py), empty for one the search chose
-               "seed": (getattr(oracle, "seed_label", lambda v: None)(values) or ""),
+               # which starting point this is (search/starting_points.py), empty for one the search chose
+               "start": (getattr(oracle, "start_label", lambda v: None)(values) or ""),
                **{name: values.get(name, "") for name in hp_names},
                **(quantizer_values(choices, values) if choices else {})}
         metrics = trial.metrics
@@ -60,7 +60,7 @@ def trial_columns(hp_names, choices=None):
 
 def write_trials_csv(path, rows, hp_names):
     """trials.csv; hp_names: its hyperparameter and quantizer columns (trial_columns)."""
-    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "seed", "worker", "reason"]
+    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "start", "worker", "reason"]
     files.write_csv(path, columns, rows)
 
 

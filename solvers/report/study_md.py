@@ -126,17 +126,17 @@ def rank_correlations(points, trials, seeds):
     the test PSNR of the same configuration trained to the full budget, of a trial's score
     (negated val_score: higher is better; it blends in the cost) and of its validation PSNR (does
     a short trial rank configurations as full training does?), over the points that were also
-    trials (seed trials by label, picks by trial id)."""
+    trials (starting points by label, picks by trial id)."""
     result = {}
     for s in seeds:
         by_id = {r["trial_id"]: r for r in trials[s]}
-        by_seed = {r["seed"]: r for r in trials[s] if r.get("seed")}
+        by_start = {r["start"]: r for r in trials[s] if r.get("start")}
         found = {}
         for p in points[s]:
-            trial = by_id.get(p.get("trial_id")) or by_seed.get(p["label"])
+            trial = by_id.get(p.get("trial_id")) or by_start.get(p["label"])
             if trial and pareto.number(p.get("test_psnr")) is not None:
                 found[trial["trial_id"]] = (-float(trial["val_score"]), float(trial["val_psnr"]),
-                                            float(p["test_psnr"]))  # a pick that is a seed: once
+                                            float(p["test_psnr"]))  # a pick that is a starting point: once
         triples = list(found.values())
         if len(triples) < 3:
             result[s] = (None, None, len(triples))
@@ -162,7 +162,7 @@ def plot(points, trials, seeds, column, path):
                      s=12, alpha=0.35, color=color)
         left.step([float(r[column]) / divisor for r in front], [float(r["val_psnr"]) for r in front],
                   where="post", color=color, label=f"seed {s}: search front")
-        uniform = sorted((r for r in rows if r.get("seed", "").startswith("uniform")),
+        uniform = sorted((r for r in rows if r.get("start", "").startswith("uniform")),
                          key=lambda r: float(r[column]))
         left.plot([float(r[column]) / divisor for r in uniform], [float(r["val_psnr"]) for r in uniform],
                   "s--", color=color, ms=4, alpha=0.8, label=f"seed {s}: uniform trials")
@@ -200,15 +200,15 @@ def loss_per_db(trials, seeds):
 
 
 def uniform_slopes(trials, seeds, column):
-    """[(from label, to label, mean dB per halving of cost)] along the uniform seed trials."""
+    """[(from label, to label, mean dB per halving of cost)] along the uniform starting points."""
     steps = {}
     for s in seeds:
-        uniform = sorted((r for r in trials[s] if r.get("seed", "").startswith("uniform")),
+        uniform = sorted((r for r in trials[s] if r.get("start", "").startswith("uniform")),
                          key=lambda r: float(r[column]))
         for a, b in zip(uniform, uniform[1:]):
             halvings = np.log2(float(b[column]) / float(a[column]))
             gain = float(b["val_psnr"]) - float(a["val_psnr"])
-            steps.setdefault((a["seed"], b["seed"]), []).append(gain / halvings)
+            steps.setdefault((a["start"], b["start"]), []).append(gain / halvings)
     return [(a, b, float(np.mean(v))) for (a, b), v in steps.items()]
 
 
@@ -223,7 +223,7 @@ def objective_md(trials, seeds, column):
               f"{share:.4f}) dB per halving of cost: " + ", ".join(
                   f"{d}: {np.log10(1 + d / 100) / np.log10(1 + share):.2f} dB"
                   for d in (2, 3, 4, 5, 8)) + "."), "",
-             "The uniform seed trials' validation PSNR per halving of cost (mean over seeds):", ""]
+             "The uniform starting points' validation PSNR per halving of cost (mean over seeds):", ""]
     return lines + [f"- {a} → {b}: {slope:+.2f} dB" for a, b, slope in
                     uniform_slopes(trials, seeds, column)]
 

@@ -1,5 +1,5 @@
 """Uniform baselines: base7 with every layer at the same width (each width of the search space, and
-float32), and the hand rule (first and last kernels 8-bit, the rest 2: search/seeds.py), trained
+float32), and the hand rule (first and last kernels 8-bit, the rest 2: search/starting_points.py), trained
 like one search trial, so a search's result can be judged against them.
 
 Written to results/baselines/<NAME>/ (NAME: --run, else default_name): baselines.csv (columns:
@@ -19,7 +19,7 @@ import re
 import keras
 
 from solvers import files, run_folder, train
-from solvers.search import cost, retrain, seeds
+from solvers.search import cost, retrain, starting_points
 from solvers.config import ConfigError
 from solvers.data import sources
 from solvers.networks.base7 import base7, layer_names
@@ -102,23 +102,14 @@ def default_name(profile_name, profile, settings, config=DEFAULTS["config"]):
 
 
 def uniform_quantizers(space, bits, m=4):
-    """base7's `quantizers` with every kernel, bias and activation at `bits`, picked from the
-    search space (None for float32); None for a kind with no quantizer of that width."""
-    by_bits = {kind: {b: q for q, b in getattr(space, kind).items()}
-               for kind in ("kernel", "bias", "activation")}
-    if any(bits not in options for options in by_bits.values()):
+    """base7's `quantizers` with every kernel, bias and activation at `bits`, each the width's first
+    quantizer string of the search space (SearchSpace.quantizer); None for a width some kind lacks."""
+    if bits not in space.uniform_widths():
         return None
     conv_names, act_names = layer_names(m)
-    quantizers = {c: {"kernel": by_bits["kernel"][bits], "bias": by_bits["bias"][bits]}
-                  for c in conv_names}
-    quantizers.update({a: {"activation": by_bits["activation"][bits]} for a in act_names})
+    quantizers = {c: {k: space.quantizer(k, bits) for k in ("kernel", "bias")} for c in conv_names}
+    quantizers.update({a: {"activation": space.quantizer("activation", bits)} for a in act_names})
     return quantizers
-
-
-def widths(space):
-    """The widths every kind of quantizer offers, ascending."""
-    return sorted(set(space.kernel.values()) & set(space.bias.values())
-                  & set(space.activation.values()))
 
 
 def best_epoch_row(history):
@@ -139,16 +130,16 @@ def slug(label):
 
 def plan(space, hand_rules=True):
     """[(label, width, quantizers)] of a set: uniform at each width, float32, and the hand rule
-    (seeds.HAND_RULES' first: first and last kernels 8-bit, the rest 2; width 0, it has none)
+    (starting_points.HAND_RULES' first: first and last kernels 8-bit, the rest 2; width 0, it has none)
     when the search space offers its widths."""
-    points = [(f"uniform {b}-bit", b, uniform_quantizers(space, b)) for b in widths(space)]
+    points = [(f"uniform {b}-bit", b, uniform_quantizers(space, b)) for b in space.uniform_widths()]
     if len(points) == 0:
         raise ConfigError("quantization_config.yaml: no width is offered by all of kernel, bias "
                           "and activation, so there is no uniform baseline to train")
     points.append(("float32", cost.FLOAT_BITS, None))
-    label, rule = next(iter(seeds.HAND_RULES.items()))
-    if hand_rules and seeds.offers(space, seeds.hand_rule(*rule)):
-        points.append((label, 0, seeds.quantizers_of(seeds.hand_rule(*rule), space)))
+    label, rule = next(iter(starting_points.HAND_RULES.items()))
+    if hand_rules and starting_points.offers(space, starting_points.hand_rule(*rule)):
+        points.append((label, 0, starting_points.quantizers_of(starting_points.hand_rule(*rule), space)))
     return points
 
 

@@ -30,7 +30,7 @@ bops: per convolution, the bit-operation count of Baskin et al., "UNIQ" (arXiv:1
     b_a the bits of the convolution's input: the image at input_bits, a quantized ReLU's output at
     its bits, any unquantized tensor at 32. Each of the n·k² MACs per output value costs b_a·b_w
     for the product and b_a + b_w + log2(n·k²) for the addition into an accumulator that wide.
-    The seed's m·n·k²·(p·b_a·b_w + b_a + b_w + log2(n·k²)) is the form of the hls4ml "Ps and Qs"
+    The upstream project's m·n·k²·(p·b_a·b_w + b_a + b_w + log2(n·k²)) is the form of the hls4ml "Ps and Qs"
     BOP counters (Hawks et al., Front. AI 2021, calc_BOPS), where p is the fraction of weights
     left after pruning (a zero weight saves its product, not its accumulator slot); reading p as
     the pixel count would count the accumulations once per layer instead of once per output

@@ -27,7 +27,6 @@ FLOAT_MODEL = "results/float_quick_x3/float_model.keras"
 FINETUNE_STEPS = 50
 WIDTHS = (2, 3, 4, 6, 8)
 LEARNING_RATE = 1e-4  # a trained model: Adam at the training rate (1e-3) first knocks it back
-DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images")
 
 
 def parse_args(argv=None):
@@ -89,16 +88,6 @@ def probes(space, layers=None, widths=None):
             if bits in widths]
 
 
-def _datasets(args):
-    from solvers.data import pipeline, sources
-    options = {k: getattr(args, k) for k in DATA_KEYS[1:]}
-    pairs = sources.load_pairs(args.data, args.scale, **options)
-    # (train, val) or (train, val, test): scores use the validation pairs, never the test ones.
-    train_pairs, val_pairs = pairs[0], pairs[1]
-    return (pipeline.train_dataset(train_pairs, args.scale, args.patch_size, args.batch_size,
-                                   args.seed), pipeline.val_dataset(val_pairs))
-
-
 def _model(quantizers, float_weights, args):
     """base7 with these quantizers (other layers float32), from the float weights, compiled."""
     import keras
@@ -122,11 +111,14 @@ def _score(model, train_ds, val_ds, steps):
 
 def measure(args):
     """(rows of sensitivity.csv, settings for sensitivity.yaml)."""
-    from solvers.run import load_float_weights
+    from solvers.data import pipeline, sources
+    from solvers.networks.float_model import load_float_weights
     space = load_search_space(args.config, network_order())
     todo = probes(space, args.layers, args.widths)
     float_weights = load_float_weights(args.float_model, args.scale)
-    train_ds, val_ds = _datasets(args)
+    # Scores use the validation images only; the test split is never read here.
+    train_ds, val_ds, _ = pipeline.datasets(sources.data_options(args), args.scale, args.patch_size,
+                                            args.batch_size, args.seed, with_test=False)
     os.makedirs(args.out, exist_ok=True)  # an unwritable --out fails before the long part
     before = _score(_model({}, float_weights, args), train_ds, val_ds, 0)
     reference = _score(_model({}, float_weights, args), train_ds, val_ds, args.finetune_steps)
@@ -145,7 +137,7 @@ def measure(args):
         print(f"[{n}/{len(todo)}] {layer} {kind} {bits} bits: {psnr:.3f} dB "
               f"(drop {reference - psnr:+.3f})", flush=True)
     settings = {"float_model": args.float_model, "scale": args.scale, "seed": args.seed,
-                "data": {k: getattr(args, k) for k in DATA_KEYS}, "config": args.config,
+                "data": sources.data_options(args), "config": args.config,
                 "finetune_steps": args.finetune_steps, "learning_rate": args.learning_rate,
                 "batch_size": args.batch_size, "patch_size": args.patch_size,
                 "float_val_psnr": round(reference, 4), "float_val_psnr_untuned": round(before, 4)}

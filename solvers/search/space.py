@@ -100,14 +100,14 @@ def filter_search(space, scale=3, m=4, path="quantization_config.yaml"):
     if len(kept) == len(searchable):
         raise ConfigError(f"{path}: tune_filters_exceptions: {pattern!r} keeps every searchable "
                           "layer at its width; use tune_filters: none")
-    widths = base_filters(scale, m=m)
+    designed = base_filters(scale, m=m)
     return FilterSearch(space.tune_filters, space.tune_filters_multipliers,
-                        {c: widths[c] for c in searchable if c not in kept})
+                        {c: designed[c] for c in searchable if c not in kept})
 
 
 def filter_choices(space, scale=3, m=4, path="quantization_config.yaml"):
     """{hyperparameter name: options} of the filter search, next to search_choices: {} for
     tune_filters: none, {"filters_multiplier": [multipliers]} for block, {"conv_i_filters":
-    [widths]} per searched layer for layer."""
+    [filter counts]} per searched layer for layer."""
     search = filter_search(space, scale, m, path)
     return search.choices() if search else {}

@@ -53,22 +53,22 @@ class _Recording:
 
     on_trial_recorded = None
     stop_reason = None
-    seeds = ()  # [(label, hyperparameter values)]: the first trials (search/seeds.py)
+    starting_points = ()  # [(label, hyperparameter values)]: the first trials (search/starting_points.py)
 
     def _random_values(self):
-        """The next seed no trial has run yet, else Keras Tuner's random values. Every oracle
-        draws its first (Bayesian: initial; Hyperband: each bracket's new) trials here. Seeds are
+        """The next starting point no trial has run yet, else Keras Tuner's random values. Every oracle
+        draws its first (Bayesian: initial; Hyperband: each bracket's new) trials here. Starting points are
         matched against the trials on record, so a resumed or distributed search runs each once."""
-        for label, values in self.seeds:
+        for label, values in self.starting_points:
             if not any(all(trial.hyperparameters.values.get(k) == v for k, v in values.items())
                        for trial in self.trials.values()):
                 return dict(values)
         return super()._random_values()
 
-    def seed_label(self, values):
-        """The label of the seed these values are (None: a trial the search chose)."""
-        return next((label for label, seed in self.seeds
-                     if all(values.get(k) == v for k, v in seed.items())), None)
+    def start_label(self, values):
+        """The label of the starting point these values are (None: a trial the search chose)."""
+        return next((label for label, point in self.starting_points
+                     if all(values.get(k) == v for k, v in point.items())), None)
 
     def _check_consecutive_failures(self):
         in_a_row, last = 0, None
@@ -172,13 +172,14 @@ def describe(values, bits_of):
 
 
 def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory,
-               on_trial_recorded=None, seeds=()):
+               on_trial_recorded=None, starting_points=()):
     """A Keras Tuner for `algo` (random, bayesian, hyperband) that minimizes val_score.
 
     Hyperband chooses its own number of trials from `epochs` (its max epochs per trial).
     `bits_of` maps quantizer strings to bits, for the progress lines. `on_trial_recorded(oracle)`
     runs after each trial ends (on the chief in a distributed search); see _Recording.
-    `seeds` ([(label, values)], search/seeds.py) are the first trials of every algorithm.
+    `starting_points` ([(label, values)], search/starting_points.py) are the first trials of every
+    algorithm.
     """
     common = dict(hypermodel=hypermodel, objective=OBJECTIVE, seed=seed, directory=directory,
                   project_name="tuner", overwrite=False,
@@ -190,10 +191,10 @@ def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory,
         # Keras Tuner starts with 3 random trials per hyperparameter (60 here): a search shorter
         # than that would be random search. A third of the trials explore at random, the rest
         # follow the Gaussian process.
-        # The seeds come first and count among the initial points.
-        explore = max(0, max_trials - len(seeds))
+        # The starting points come first and count among the initial points.
+        explore = max(0, max_trials - len(starting_points))
         base, extra = kt.BayesianOptimization, dict(
-            max_trials=max_trials, num_initial_points=min(max_trials, len(seeds)
+            max_trials=max_trials, num_initial_points=min(max_trials, len(starting_points)
                                                           + max(2, explore // 3)))
     elif algo == "hyperband":
         base, extra = kt.Hyperband, dict(max_epochs=epochs, factor=HYPERBAND_FACTOR)
@@ -205,7 +206,7 @@ def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory,
     if isinstance(oracle, kt.Oracle):  # not on a worker, whose oracle is a client of the chief's
         oracle.__class__ = type(f"{type(oracle).__name__}Recording", (_Recording, type(oracle)), {})
         oracle.on_trial_recorded = on_trial_recorded
-        oracle.seeds = list(seeds)
+        oracle.starting_points = list(starting_points)
     oracle.verbose = 0  # our one-line progress replaces the hyperparameter table
     return tuner
 

@@ -5,11 +5,11 @@ among 20 random choices is almost certain), so its Pareto front could lie below 
 Here the uniform configurations (every width the space offers), the hand rules (first and last
 kernels at 8 bits, the rest at 2: the edges of an SR network carry the image) and, when a
 sensitivity table exists, the allocations derived from it at the cost of uniform 2, 3 and 4 bits,
-enter as the first trials (tuners.make_tuner: `seeds`). The search's front on the validation
+enter as the first trials (tuners.make_tuner: `starting_points`). The search's front on the validation
 images then holds the uniform configurations (as the limit leaves them: the shipped one keeps
 biases at 8 bits); the rest of the budget explores.
 
-A seed is {(layer, kind): bits}; seed_values maps it onto the hyperparameters (the nearest width a
+A starting point is {(layer, kind): bits}; point_values maps it onto the hyperparameters (the nearest width a
 layer's limit leaves it, a shared choice taking its first layer's bits), with the filter search's
 defaults (base7's widths).
 """
@@ -50,8 +50,8 @@ def _nearest(options, widths, wanted):
     return min(options, key=lambda o: (abs(widths[o] - wanted), -widths[o]))
 
 
-def seed_values(layer_bits, choices, bits_of, filters=None):
-    """Hyperparameter values for a seed: each choice at the width nearest its (first) layer's."""
+def point_values(layer_bits, choices, bits_of, filters=None):
+    """Hyperparameter values for a starting point: each choice at the width nearest its (first) layer's."""
     values = {}
     for choice in choices.values():
         widths = {o: (o if choice.by_bits else bits_of[o]) for o in choice.options}
@@ -63,21 +63,18 @@ def seed_values(layer_bits, choices, bits_of, filters=None):
 
 
 def offers(space, layer_bits):
-    """Whether the search space has a quantizer of every width the seed asks for."""
+    """Whether the search space has a quantizer of every width the point asks for."""
     return all(bits in getattr(space, kind).values() for (_, kind), bits in layer_bits.items())
 
 
 def quantizers_of(layer_bits, space):
-    """base7's `quantizers` for a seed, each width's first quantizer string in the search space."""
-    by_bits = {kind: {} for kind in ("kernel", "bias", "activation")}
-    for kind, section in by_bits.items():
-        for quantizer, bits in getattr(space, kind).items():
-            section.setdefault(bits, quantizer)
+    """base7's `quantizers` for a starting point: each layer's kind at the width of the space
+    nearest the point's (ties: the wider), the width's first quantizer string (SearchSpace.quantizer)."""
     result = {}
     for (layer, kind), bits in layer_bits.items():
-        section = by_bits[kind]
-        result.setdefault(layer, {})[kind] = section[_nearest(list(section), {b: b for b in section},
-                                                              bits)]
+        offered = sorted(set(getattr(space, kind).values()))
+        nearest = _nearest(offered, {b: b for b in offered}, bits)
+        result.setdefault(layer, {})[kind] = space.quantizer(kind, nearest)
     return result
 
 
@@ -106,7 +103,7 @@ def allocate(drops, cost_of, start, budget, options):
     return current
 
 
-def seed_configs(space, widths, scale=3, drops=None, goal_cost=None, options=None):
+def starting_configs(space, widths, scale=3, drops=None, goal_cost=None, options=None):
     """[(label, {(layer, kind): bits})]: uniform at each width, the hand rules, and, given a
     sensitivity table (`drops`) and goal_cost(model) -> cost, the derived allocation at the cost
     of uniform 2, 3 and 4 bits, each layer's kind within `options` ({(layer, kind): widths}, the
@@ -135,12 +132,12 @@ def seed_configs(space, widths, scale=3, drops=None, goal_cost=None, options=Non
     return configs
 
 
-def seed_trials(configs, choices, bits_of, filters=None):
-    """[(label, hyperparameter values)] without repeats (two seeds a limit maps onto the same
+def as_trials(configs, choices, bits_of, filters=None):
+    """[(label, hyperparameter values)] without repeats (two points a limit maps onto the same
     values run once, under the first label)."""
     trials, seen = [], set()
     for label, layer_bits in configs:
-        values = seed_values(layer_bits, choices, bits_of, filters)
+        values = point_values(layer_bits, choices, bits_of, filters)
         key = tuple(sorted(values.items()))
         if key not in seen:
             seen.add(key)
@@ -149,16 +146,16 @@ def seed_trials(configs, choices, bits_of, filters=None):
 
 
 def for_search(space, choices, filters, scale, sensitivity_csv=None):
-    """The seed trials of a search ([(label, values)]): seed_configs over the widths every kind
-    offers, with the derived allocations when `sensitivity_csv` (make sensitivity's table at this
+    """The starting points of a search ([(label, values)]): starting_configs over the widths every
+    kind offers, with the derived allocations when `sensitivity_csv` (make sensitivity's table at this
     scale) is given."""
-    from solvers.search import baselines, cost, sensitivity
+    from solvers.search import cost, sensitivity
     drops = sensitivity.read_table(sensitivity_csv) if sensitivity_csv else None
     goal = space.objective.goal
     measure = {"bits": cost.bits, "bops": cost.bops, "energy": cost.energy_pj}[goal.type]
     bits_of = {**space.kernel, **space.bias, **space.activation}
     options = {(layer, c.kind): [o if c.by_bits else bits_of[o] for o in c.options]
                for c in choices.values() for layer in c.layers}
-    configs = seed_configs(space, baselines.widths(space), scale, drops,
-                           lambda model: measure(model, goal), options)
-    return seed_trials(configs, choices, bits_of, filters)
+    found = starting_configs(space, space.uniform_widths(), scale, drops,
+                             lambda model: measure(model, goal), options)
+    return as_trials(found, choices, bits_of, filters)

@@ -1,5 +1,6 @@
-"""solvers/search/seeds.py and the seeded oracles: the uniform, hand-rule and sensitivity-derived
-configurations are the first trials of every algorithm, once each, also after a resume."""
+"""solvers/search/starting_points.py and the oracles that run them first: the uniform, hand-rule and
+sensitivity-derived configurations are the first trials of every algorithm, once each, also after
+a resume."""
 import keras
 import keras_tuner as kt
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from conftest import REPO
 from solvers.config import load_search_space
 from solvers.networks.base7 import layer_names
-from solvers.search import seeds, tuners
+from solvers.search import starting_points, tuners
 from solvers.search.space import search_choices
 
 
@@ -16,11 +17,11 @@ def space():
     return load_search_space(str(REPO / "quantization_config.yaml"))
 
 
-def test_seed_values_follow_the_limit_and_shared_choices(space, tmp_path):
+def test_point_values_follow_the_limit_and_shared_choices(space, tmp_path):
     conv, act = layer_names()
     choices = search_choices(space, conv, act)
     bits_of = {**space.kernel, **space.bias, **space.activation}
-    values = seeds.seed_values(seeds.hand_rule(8, 2, 8, 3), choices, bits_of)
+    values = starting_points.point_values(starting_points.hand_rule(8, 2, 8, 3), choices, bits_of)
     assert values["conv_0_kernel_bits"] == values["conv_6_kernel_bits"] == 8
     assert {values[f"conv_{i}_kernel_bits"] for i in range(1, 6)} == {2}
     assert {values[f"act_{i}_activation_bits"] for i in range(6)} == {3}
@@ -28,19 +29,19 @@ def test_seed_values_follow_the_limit_and_shared_choices(space, tmp_path):
     text = (REPO / "quantization_config.yaml").read_text().replace(
         'limit:\n  Conv2D: {bias: ["quantized_bits(8,0,alpha=1.0)"]}',
         'limit: {conv_0: [4, 8], "conv_[1-4]": {kernel: 8, shared: middle}}')
-    assert values["conv_3_bias_bits"] == 8  # the shipped limit: biases at 8 bits whatever the seed
+    assert values["conv_3_bias_bits"] == 8  # the shipped limit: biases at 8 bits whatever the point
     path = tmp_path / "q.yaml"
     path.write_text(text)
     limited = load_search_space(str(path), conv + act)
     choices = search_choices(limited, conv, act, str(path))
-    values = seeds.seed_values(seeds.uniform(8), choices, bits_of)
+    values = starting_points.point_values(starting_points.uniform(8), choices, bits_of)
     assert values["conv_0_kernel_bits"] == 4 and values["middle_kernel_bits"] == 8
     assert "conv_1_kernel_bits" not in values
-    # Two seeds the limit maps onto the same values run once, under the first label.
-    trials = seeds.seed_trials([("a", seeds.uniform(8)), ("b", seeds.uniform(7))], choices,
+    # Two points the limit maps onto the same values run once, under the first label.
+    trials = starting_points.as_trials([("a", starting_points.uniform(8)), ("b", starting_points.uniform(7))], choices,
                                bits_of)
     assert [label for label, _ in trials] == ["a", "b"]
-    same = seeds.seed_trials([("a", seeds.uniform(4)), ("b", seeds.uniform(4))], choices, bits_of)
+    same = starting_points.as_trials([("a", starting_points.uniform(4)), ("b", starting_points.uniform(4))], choices, bits_of)
     assert [label for label, _ in same] == ["a"]
 
 
@@ -52,12 +53,12 @@ def test_allocation_lowers_the_insensitive_layers_first():
     def cost_of(bits):
         return sum(bits.values())
     options = {k: widths for k in keys}
-    result = seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 12, options)
+    result = starting_points.allocate(drops, cost_of, {k: 8 for k in keys}, 12, options)
     assert result == {("conv_0", "kernel"): 8, ("conv_1", "kernel"): 2, ("act_0", "activation"): 2}
-    assert seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 5, options) is None  # 6 at least
+    assert starting_points.allocate(drops, cost_of, {k: 8 for k in keys}, 5, options) is None  # 6 at least
     # A kind the limit fixes (act_0 at 8 only) never moves: conv_0 has to give instead.
     fixed = {**options, ("act_0", "activation"): [8]}
-    assert seeds.allocate(drops, cost_of, {k: 8 for k in keys}, 14, fixed) == \
+    assert starting_points.allocate(drops, cost_of, {k: 8 for k in keys}, 14, fixed) == \
         {("conv_0", "kernel"): 4, ("conv_1", "kernel"): 2, ("act_0", "activation"): 8}
 
 
@@ -68,7 +69,7 @@ class _ThreeQuantizers(kt.HyperModel):
         return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])  # never trained
 
 
-SEEDS = [("uniform 8", {"k_bits": 8, "b_bits": 8, "a_bits": 8}),
+POINTS = [("uniform 8", {"k_bits": 8, "b_bits": 8, "a_bits": 8}),
          ("uniform 2", {"k_bits": 2, "b_bits": 2, "a_bits": 2}),
          ("rule", {"k_bits": 8, "b_bits": 2, "a_bits": 3})]
 
@@ -92,25 +93,25 @@ def _run_trials(tuner, count):
 
 
 @pytest.mark.parametrize("algo", tuners.ALGORITHMS)
-def test_every_algorithm_starts_with_the_seeds_once(algo, tmp_path):
+def test_every_algorithm_starts_with_the_starting_points_once(algo, tmp_path):
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's convergence warnings (bayesian)
         tuner = tuners.make_tuner(algo, _ThreeQuantizers(), {}, 6, 3, 1, str(tmp_path),
-                                  seeds=SEEDS)
+                                  starting_points=POINTS)
         created = _run_trials(tuner, 6)
-        assert created[:3] == [values for _, values in SEEDS], created
+        assert created[:3] == [values for _, values in POINTS], created
         assert all(c not in created[:3] for c in created[3:])  # the rest explores
-        assert tuner.oracle.seed_label({**SEEDS[2][1], "tuner/epochs": 1}) == "rule"
-        assert tuner.oracle.seed_label({"k_bits": 4, "b_bits": 4, "a_bits": 4}) is None
-        # Resumed from its folder, the oracle runs no seed again.
+        assert tuner.oracle.start_label({**POINTS[2][1], "tuner/epochs": 1}) == "rule"
+        assert tuner.oracle.start_label({"k_bits": 4, "b_bits": 4, "a_bits": 4}) is None
+        # Resumed from its folder, the oracle runs no starting point again.
         resumed = tuners.make_tuner(algo, _ThreeQuantizers(), {}, 8, 3, 1, str(tmp_path),
-                                    seeds=SEEDS)
+                                    starting_points=POINTS)
         resumed.oracle.reload()
         # Where every oracle draws a new trial's values (the Gaussian process may still
-        # propose a tried point after its initial ones: that is its choice, not a seed).
+        # propose a tried point after its initial ones: that is its choice, not a starting point).
         drawn = resumed.oracle._random_values()
-    assert {k: drawn[k] for k in SEEDS[0][1]} not in [values for _, values in SEEDS], drawn
+    assert {k: drawn[k] for k in POINTS[0][1]} not in [values for _, values in POINTS], drawn
 
 
 def test_baselines_add_the_hand_rule_only_where_the_space_offers_its_widths(space, tmp_path):
@@ -127,4 +128,4 @@ def test_baselines_add_the_hand_rule_only_where_the_space_offers_its_widths(spac
     path.write_text(text + "\n")
     no2 = load_search_space(str(path))
     assert [label for label, _, _ in baselines.plan(no2)][-1] == "float32"
-    assert all("hand rule" not in label for label, _ in seeds.seed_configs(no2, [3, 4, 8]))
+    assert all("hand rule" not in label for label, _ in starting_points.starting_configs(no2, [3, 4, 8]))

@@ -1,0 +1,49 @@
+"""The float32 base7 a pretrained search or make sensitivity starts from: its weights, checked."""
+import os
+
+import keras
+import numpy as np
+
+from solvers.config_base import ConfigError
+from solvers.networks.base7 import base7, layer_names
+
+
+def load_float_weights(path, scale):
+    """{conv name: [kernel, bias]} from a float32 base7 saved as .keras, checked against the
+    architecture at `scale` (ConfigError naming the file otherwise)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--float-model: {path}: no such file (make float builds it)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for files that are not Keras models
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"--float-model: {path}: not a loadable .keras model ({reason})") from None
+    reference = base7(scale=scale)
+    weights = {}
+    for name in layer_names()[0]:
+        expected = [tuple(w.shape) for w in reference.get_layer(name).get_weights()]
+        try:
+            found = model.get_layer(name).get_weights()
+        except ValueError:
+            found = []
+        if [tuple(w.shape) for w in found] != expected:
+            raise ConfigError(f"--float-model: {path}: not a float32 base7 at scale {scale} "
+                              f"(layer {name}: expected weights {expected})")
+        weights[name] = [np.asarray(w) for w in found]
+    return weights
+
+
+def _datasets(args, profile):
+    """(train, validation, test) pipelines, built once per run (bad data fails here, before any
+    write). Validation serves every selection step; test only the final figures."""
+    train_pairs, val_pairs, test_pairs = sources.load_pairs(
+        args.data, args.scale, lr_data=args.lr_data, div2k_root=args.div2k_root,
+        train_images=args.train_images, val_images=args.val_images,
+        test_images=getattr(args, "test_images", None))
+    pipeline.check_patch_fits(train_pairs, profile.patch_size, args.data or "skimage")
+    print(f"data: {len(train_pairs)} training, {len(val_pairs)} validation (selection) and "
+          f"{len(test_pairs)} test (held out) images ({args.data or 'scikit-image photos'}), "
+          "decoded in memory", flush=True)
+    train_ds = pipeline.train_dataset(train_pairs, args.scale, profile.patch_size,
+                                  profile.batch_size, args.seed)
+    return train_ds, pipeline.val_dataset(val_pairs), pipeline.val_dataset(test_pairs, "test")
