@@ -112,7 +112,14 @@ def main(argv=None):
         argv = _without(_without(argv, "--workers"), "--oracle")
         trials_csv = os.path.join(args.results_dir, run_name(args), "trials.csv")
         return distributed.launch(__file__, argv, args.workers, args.oracle, trials_csv)
-    from solvers.config import ConfigError
+    from solvers.config import ConfigError, load_search_space
+    from solvers.networks.names import layer_names
+    try:  # the config first: no TensorFlow yet, so a mistake in it is answered at once
+        if not args.train_float:
+            load_search_space(args.config, [n for names in layer_names() for n in names])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from solvers.search.tuners import SearchStopped
     try:
         from solvers import run

@@ -1,10 +1,14 @@
 """autoq solvers: configuration, data, network, cost, objective, training and search.
 
-Importing the package imports TensorFlow quietly and registers everything saved models need
-(qkeras' layers and quantizers, base7's layers, the PSNR metric), so
-`import solvers; keras.models.load_model(path)` works for every .keras file this tool writes.
+Importing the package loads no TensorFlow (parsing options and the YAML config must answer at
+once); it arranges that TensorFlow, whichever module first imports it, is imported quietly: its
+C++ start-up lines (absl, oneDNN, CUDA probing) go to a captured file instead of stderr, so stderr
+carries only what matters and a user error is exactly one line. A module that loads saved models
+imports what registers their layers (solvers.networks.base7, and solvers.train for the metric).
 """
 import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 import tempfile
@@ -38,13 +42,28 @@ def c_stderr_silenced():
             os.close(saved)
 
 
-def _import_tensorflow_quietly():
-    with c_stderr_silenced():
-        import tensorflow as tf
-        tf.config.list_physical_devices()
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` the usual way, the first time anything imports it, and runs its module
+    code inside c_stderr_silenced, with the device listing (where CUDA is probed) in the same
+    block. Removes itself after that one import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:  # not installed: the import fails as usual
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_quietly(module):
+            with c_stderr_silenced():
+                exec_module(module)
+                module.config.list_physical_devices()
+        spec.loader.exec_module = exec_quietly
+        return spec
 
 
-_import_tensorflow_quietly()
-
-from solvers import train  # noqa: E402,F401  (the PSNR metric)
-from solvers.networks import base7  # noqa: E402,F401  (qkeras, DepthToSpace, ClipPixels)
+if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport)
+                                               for f in sys.meta_path):
+    sys.meta_path.insert(0, _QuietTensorFlowImport())

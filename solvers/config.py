@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from solvers import quantizer_text
 from solvers.config_base import ConfigError, check_bits
 from solvers.config_objective import objective as _objective
-from solvers.search.objective import ObjectiveParams
+from solvers.objective_settings import ObjectiveParams
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -98,16 +99,15 @@ def read_yaml(path):
 
 
 def _quantizer_bits(path, section, text):
-    """Bit width of a qkeras quantizer string, or ConfigError if qkeras cannot build it."""
-    from qkeras import get_quantizer  # heavy import, only when a config is really checked
+    """Bit width of a qkeras quantizer string, or ConfigError if qkeras could not build it (read by
+    solvers/quantizer_text.py against qkeras' signatures: no TensorFlow import)."""
     where = f'{path}: {section}: "{text}"'
     try:
-        quantizer = get_quantizer(text)
-    except Exception as e:  # qkeras raises ValueError, TypeError, NameError... for bad strings
+        return quantizer_text.bits(text)
+    except quantizer_text.UnknownQuantizer as e:
+        raise ConfigError(f"{where}: not a qkeras quantizer with a bit width ({e})") from None
+    except ValueError as e:
         raise ConfigError(f"{where}: qkeras cannot build this quantizer ({e})") from None
-    if not hasattr(quantizer, "bits"):
-        raise ConfigError(f"{where}: not a qkeras quantizer with a bit width")
-    return int(quantizer.bits)
 
 
 def _section(path, data, section):

@@ -3,8 +3,7 @@
 import math
 
 from solvers.config_base import ConfigError, check_bits
-from solvers.search.cost import Goal
-from solvers.search.objective import ObjectiveParams
+from solvers.objective_settings import Goal, ObjectiveParams
 
 
 def objective(path, data):
@@ -49,7 +48,7 @@ GOAL_CHOICES = {"type": GOAL_TYPES, "process": ("horowitz",),
 
 
 def goal(path, data):
-    """cost.Goal from the `goal:` section ({type: bits|bops|energy, and that type's parameters})."""
+    """Goal from the `goal:` section ({type: bits|bops|energy, and that type's parameters})."""
     raw = data.get("goal") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: goal: expected a mapping such as {{type: energy}}; allowed "

@@ -11,7 +11,8 @@ import os
 import sys
 import zipfile
 
-# solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
+# solvers first (TensorFlow then starts quietly); networks.base7 and metrics register the layers
+# and the metric of saved models.
 from solvers import files, metrics
 from solvers.data import sources
 from solvers.config import ArgumentParser, ConfigError

@@ -51,7 +51,7 @@ def _bad_inputs(tmp_path):
         (["--data", str(empty)], "no PNG/JPEG images"),
         (["--data", str(tiny), "--patch-size", "32"], "smaller than the 32x32 training patch"),
         (["--config", str(broken)], f"{broken}: not valid YAML at line"),
-        (["--config", str(unknown)], 'bias: "quantized_bitz(4,0)": qkeras cannot build'),
+        (["--config", str(unknown)], 'bias: "quantized_bitz(4,0)": not a qkeras quantizer with a bit width'),
         (["--config", str(tmp_path / "none.yaml")], "none.yaml: cannot read"),
         (["--float-model", str(tmp_path / "none.keras")], "none.keras: no such file"),
         (["--float-model", str(wrong_scale)], "not a float32 base7 at scale 3 (layer conv_5"),

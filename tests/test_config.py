@@ -49,7 +49,9 @@ def test_shipped_config_has_bits_2_to_8_everywhere():
 
 
 @pytest.mark.parametrize("text, parts", [
-    (minimal(kernel='  "quantized_bitz(4,0)": 4\n'), ['kernel: "quantized_bitz(4,0)"', "qkeras cannot build"]),
+    (minimal(kernel='  "quantized_bitz(4,0)": 4\n'), ['kernel: "quantized_bitz(4,0)"', "not a qkeras quantizer", "known: "]),
+    (minimal(kernel='  "quantized_bits(4,0,alfa=1.0)": 4\n'), ["qkeras cannot build", "no argument 'alfa'"]),
+    (minimal(kernel='  "quantized_bits(4,0,alpha=one)": 4\n'), ["qkeras cannot build", "not a literal"]),
     (minimal(kernel='  "quantized_bits(4,0,alpha=1.0)": 5\n'), ["says 5 bits", "has 4"]),
     (minimal(kernel='  "quantized_bits(4,0,alpha=1.0)": four\n'), ["'four' is not an integer"]),
     (minimal(kernel='  "quantized_bits(4,0,alpha=1.0)": -4\n'), ["-4 is not an integer from 1 to 32"]),

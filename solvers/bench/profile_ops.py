@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 
-import solvers  # noqa: F401  (first: imports TensorFlow quietly)
+import solvers  # noqa: F401  (first: TensorFlow, when imported, starts quietly)
 import tensorflow as tf
 from qkeras import QActivation
 

@@ -10,7 +10,7 @@ import statistics
 import tempfile
 import time
 
-import solvers  # noqa: F401  (first: imports TensorFlow quietly)
+import solvers  # noqa: F401  (first: TensorFlow, when imported, starts quietly)
 import keras
 
 from solvers import train

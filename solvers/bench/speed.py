@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-import solvers  # noqa: F401  (first: imports TensorFlow quietly)
+import solvers  # noqa: F401  (first: TensorFlow, when imported, starts quietly)
 import keras
 import keras_tuner
 import numpy as np

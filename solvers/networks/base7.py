@@ -9,6 +9,7 @@ output channels but the last one's, which must stay 3·scale² (depth-to-space t
 scale×scale sub-pixels of 3 colours, and the anchor add needs that many). FilterSearch declares a
 search over them; the saved .keras carries each layer's filters, so it reloads as it was built.
 """
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -19,23 +20,7 @@ from qkeras import QActivation, QConv2D
 
 from solvers.networks.fast_relu import QReLU
 from solvers.networks.layers import ClipPixels, DepthToSpace
-
-
-def layer_names(m=4):
-    """(conv names, activation names) of base7 with m middle layers: m+3 convolutions, m+2 ReLUs."""
-    return [f"conv_{i}" for i in range(m + 3)], [f"act_{i}" for i in range(m + 2)]
-
-
-def hp_name(layer, kind):
-    """Name of one layer's quantizer string: the trials.csv column and best_config.yaml key (and
-    the hyperparameter where widths do not name the quantizers), e.g. conv_3_kernel, act_0_activation."""
-    return f"{layer}_{kind}"
-
-
-def bits_hp_name(layer, kind):
-    """Name of the integer hyperparameter (and trials.csv column) of one quantizer's width, e.g.
-    conv_3_kernel_bits, act_0_activation_bits."""
-    return f"{hp_name(layer, kind)}_bits"
+from solvers.networks.names import hp_name, layer_names
 
 
 @dataclass(frozen=True)
@@ -43,7 +28,7 @@ class QuantizerChoice:
     """One layer's choice of one kind of quantizer (config.search_choices builds them).
 
     layers: the layers that take this choice: one, or those of a `shared` limit entry.
-    name: the hyperparameter: bits_hp_name (conv_0_kernel_bits; for shared layers
+    name: the hyperparameter: <layer>_<kind>_bits (conv_0_kernel_bits; for shared layers
         <shared name>_<kind>_bits) when each width left after the limit has one quantizer, the
         options then being those widths (ordered integers, which TensorBoard's HParams and the
         Bayesian oracle read as numbers); hp_name (conv_0_kernel) otherwise, the options being
@@ -265,14 +250,17 @@ class MyHyperModel(kt.HyperModel):
         slice where a layer's filter count differs: copy_float_weights).
     filter_search: None to keep base7's filter counts (no filter hyperparameter at all), or a
         FilterSearch whose hyperparameters come after the quantizers'.
+    seed: the run's seed: each build first seeds Keras from (seed, the values), so a trial's
+        initial weights never depend on what the process built or drew before it; None leaves
+        Keras' random state as it is.
     """
 
     def __init__(self, choices, compile_fn, fit_fn, scale=3, float_weights=None, m=4,
-                 filter_search=None):
+                 filter_search=None, seed=None):
         super().__init__(name="base7")
         self.choices, self.compile_fn, self.fit_fn = choices, compile_fn, fit_fn
         self.scale, self.float_weights, self.m = scale, float_weights, m
-        self.filter_search = filter_search
+        self.filter_search, self.seed = filter_search, seed
 
     def filters_of(self, values):
         """{conv name: filters} of every convolution for these hyperparameter values."""
@@ -287,6 +275,10 @@ class MyHyperModel(kt.HyperModel):
         if self.filter_search is not None:
             values.update({name: hp.Choice(name, options, default=self.filter_search.default(name))
                            for name, options in self.filter_search.choices().items()})
+        if self.seed is not None:  # sha256, not hash(): Python salts that per process
+            plain = sorted((k, v.item() if hasattr(v, "item") else v) for k, v in values.items())
+            text = repr((self.seed, plain)).encode()  # numpy scalars as the Python values they are
+            keras.utils.set_random_seed(int.from_bytes(hashlib.sha256(text).digest()[:4], "big"))
         quantizers = quantizers_from_hp(quantizer_values(self.choices, values), self.m)
         model = base7(scale=self.scale, m=self.m, quantizers=quantizers,
                       filters=self.filters_of(values))

@@ -31,19 +31,3 @@ def load_float_weights(path, scale):
                               f"(layer {name}: expected weights {expected})")
         weights[name] = [np.asarray(w) for w in found]
     return weights
-
-
-def _datasets(args, profile):
-    """(train, validation, test) pipelines, built once per run (bad data fails here, before any
-    write). Validation serves every selection step; test only the final figures."""
-    train_pairs, val_pairs, test_pairs = sources.load_pairs(
-        args.data, args.scale, lr_data=args.lr_data, div2k_root=args.div2k_root,
-        train_images=args.train_images, val_images=args.val_images,
-        test_images=getattr(args, "test_images", None))
-    pipeline.check_patch_fits(train_pairs, profile.patch_size, args.data or "skimage")
-    print(f"data: {len(train_pairs)} training, {len(val_pairs)} validation (selection) and "
-          f"{len(test_pairs)} test (held out) images ({args.data or 'scikit-image photos'}), "
-          "decoded in memory", flush=True)
-    train_ds = pipeline.train_dataset(train_pairs, args.scale, profile.patch_size,
-                                  profile.batch_size, args.seed)
-    return train_ds, pipeline.val_dataset(val_pairs), pipeline.val_dataset(test_pairs, "test")

@@ -52,26 +52,11 @@ from qkeras import QActivation, QConv2D
 
 from solvers.networks.fast_relu import QReLU
 from solvers.networks.layers import DepthToSpace
+from solvers.objective_settings import Goal
 from solvers.search import energy as _energy
 
 FLOAT_BITS = 32
 COST_COLUMNS = ("size_bits", "bits", "bops", "energy_pj")
-
-
-@dataclass(frozen=True)
-class Goal:
-    """The YAML `goal:` section: which cost the objective weighs, and the cost models' settings."""
-    type: str = "bits"           # "bits" | "bops" | "energy": the cost the objective uses
-    input_hw: tuple = (64, 64)   # reference LR input size (base7 is fully convolutional)
-    input_bits: int = 8          # AutoQKeras' input_bits / output_bits
-    output_bits: int = 8
-    process: str = "horowitz"    # QTools energy parameters, as AutoQKeras exposes them
-    parameters_on_memory: str = "sram"
-    activations_on_memory: str = "sram"
-    min_sram_size: int = 0
-    rd_wr_on_io: bool = False
-    reference_internal: str = "int8"
-    reference_accumulator: str = "int32"
 
 
 @dataclass(frozen=True)

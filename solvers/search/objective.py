@@ -15,26 +15,12 @@ Each halving of cost (rate 2) forgives delta_p % of loss; each doubling costs de
 maximized accuracy × (1 + delta); applying that product to a loss would reward a worse model.
 """
 import math
-from dataclasses import dataclass, field
 
 import keras
 
 from solvers.networks.base7 import base7, base_filters, layer_filters
+from solvers.objective_settings import ObjectiveParams
 from solvers.search import cost
-
-
-@dataclass(frozen=True)
-class ObjectiveParams:
-    # 3 % of L1 per halving of cost is about 0.5 dB of PSNR per halving (make study measures it:
-    # 1 dB of validation PSNR is 5.9 % of L1 over its trials): between the uniform curve's slope
-    # below 6 bits (0.8-2.8 dB per halving) and above, so the score picks the knee. AutoQKeras' 8
-    # forgave 1.3 dB per halving and picked cheaper, clearly worse models (README, The objective).
-    delta_p: float = 3.0
-    delta_n: float = 3.0
-    rate: float = 2.0
-    stress: float = 1.0
-    ref_bits: int = 8
-    goal: cost.Goal = field(default_factory=cost.Goal)  # the YAML's `goal:` section: what costs
 
 
 def blended_score(val_loss, trial_cost, reference_cost, params=ObjectiveParams()):

@@ -63,7 +63,7 @@ def kinds_of(layer):
 
 def network_order():
     """base7's layers as data meets them: conv_0, act_0, conv_1, ..., conv_6."""
-    from solvers.networks.base7 import layer_names
+    from solvers.networks.names import layer_names
     convs, acts = layer_names()
     return [n for pair in zip(convs, acts + [None]) for n in pair if n]
 
@@ -111,10 +111,10 @@ def _score(model, train_ds, val_ds, steps):
 
 def measure(args):
     """(rows of sensitivity.csv, settings for sensitivity.yaml)."""
+    space = load_search_space(args.config, network_order())  # no TensorFlow yet: errors at once
+    todo = probes(space, args.layers, args.widths)
     from solvers.data import pipeline, sources
     from solvers.networks.float_model import load_float_weights
-    space = load_search_space(args.config, network_order())
-    todo = probes(space, args.layers, args.widths)
     float_weights = load_float_weights(args.float_model, args.scale)
     # Scores use the validation images only; the test split is never read here.
     train_ds, val_ds, _ = pipeline.datasets(sources.data_options(args), args.scale, args.patch_size,
