@@ -27,7 +27,6 @@ from solvers.networks.base7 import base7, layer_names
 # width: every layer's bits (32: float32); the costs are cost.COST_COLUMNS and the goal's `cost`.
 METRICS = (*cost.COST_COLUMNS, "cost", "val_loss", "val_psnr", "val_score")
 COLUMNS = ("label", "width", *METRICS, "epochs", "best_epoch", "test_loss", "test_psnr", "model")
-DATA_KEYS = sources.DATA_KEYS  # run.yaml's `data`
 # What must be equal for a run to be compared with a set (and for a set to be rebuilt in its
 # folder), in the order a difference is named. The budget is the one of a search trial.
 MATCH_KEYS = ("data", "scale", "seed", "quantizers", "budget", "learning_rate", "goal")
@@ -43,10 +42,10 @@ def quantizer_maps(space):
 
 
 def set_settings(data, scale, seed, learning_rate, epochs, profile, space):
-    """What defines a baseline set (MATCH_KEYS), for baselines.yaml: `data` holds DATA_KEYS
+    """What defines a baseline set (MATCH_KEYS), for baselines.yaml: `data` holds sources.DATA_KEYS
     (load_pairs' options, as in run.yaml), `epochs` those each baseline is trained for, the rest of
     the budget comes from the profile."""
-    return {"data": {**{k: data.get(k) for k in DATA_KEYS}, "split": sources.SPLIT_VERSION},
+    return {"data": {**{k: data.get(k) for k in sources.DATA_KEYS}, "split": sources.SPLIT_VERSION},
             "scale": scale, "seed": seed,
             "quantizers": quantizer_maps(space),
             "budget": {"epochs": epochs, **{k: getattr(profile, k) for k in BUDGET_KEYS[1:]}},
