@@ -9,20 +9,17 @@ bicubic upscaling, of the model and of the float model when given. Prints a tabl
 """
 import os
 import sys
-import zipfile
 
-# solvers first (TensorFlow then starts quietly); networks.base7 and metrics register the layers
-# and the metric of saved models.
-from solvers import files, metrics
-from solvers.data import sources
-from solvers.config import ArgumentParser, ConfigError
-from solvers.networks.base7 import fold_quantized_weights
-
-import keras  # noqa: E402,I001
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from qkeras import QConv2D
+
+from solvers import files, metrics
+from solvers.config import ArgumentParser, ConfigError
+from solvers.data import sources
+from solvers.networks import saved
+from solvers.networks.base7 import fold_quantized_weights
 
 SSIM_WINDOW = 11  # metrics.ssim's Gaussian window: smaller (cropped) images cannot be scored
 PROBE_SIDE = 8    # LR side of the probe input that reveals a model's scale
@@ -35,18 +32,7 @@ class EvalError(ConfigError):
 
 def load_model(path, scale, option="--model"):
     """The Keras model saved at `path`, checked to upscale RGB images by `scale` (or EvalError)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise EvalError(f"{option}: {path}: no such file")
-    if path.endswith(".keras") and not zipfile.is_zipfile(path):
-        # Keras would say "File not found" for a file that exists but is not a .keras archive.
-        raise EvalError(f"{option}: {path}: not a loadable .keras model (not a zip archive)")
-    try:
-        # compile=False: only inference is needed, and no optimizer state has to be restored.
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for files that are not Keras models
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise EvalError(f"{option}: {path}: not a loadable .keras model ({reason})") from None
+    model = saved.load_keras(path, option, EvalError)
     found = model_scale(model)
     if found is None:
         raise EvalError(f"{option}: {path}: not a super-resolution model (RGB image in, "

@@ -11,6 +11,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+# What a saved model needs registered before keras.models.load_model (README: Outputs): qkeras'
+# and base7's layers, and the PSNR metric of compiled models.
+import solvers.networks.base7  # noqa: E402,F401
+import solvers.train  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -1,11 +1,11 @@
 """The float32 base7 a pretrained search or make sensitivity starts from: its weights, checked."""
 import os
 
-import keras
 import numpy as np
 
 from solvers.config_base import ConfigError
 from solvers.networks.base7 import base7, layer_names
+from solvers.networks.saved import load_keras
 
 
 def load_float_weights(path, scale):
@@ -13,11 +13,7 @@ def load_float_weights(path, scale):
     architecture at `scale` (ConfigError naming the file otherwise)."""
     if not os.path.isfile(path):
         raise ConfigError(f"--float-model: {path}: no such file (make float builds it)")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for files that are not Keras models
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"--float-model: {path}: not a loadable .keras model ({reason})") from None
+    model = load_keras(path, "--float-model")
     reference = base7(scale=scale)
     weights = {}
     for name in layer_names()[0]:
