@@ -13,7 +13,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from solvers import files, run_folder
-from solvers.networks.base7 import base_filters, layer_names, quantizers_from_hp
+from solvers.networks.base7 import (FILTERS_MULTIPLIER, base_filters, layer_names,
+                                    quantizers_from_hp, scaled_filters, searchable_convs)
 from solvers.report import pareto
 
 KINDS = ("kernel", "bias", "activation")
@@ -61,6 +62,33 @@ def bits_text(quantizers):
         parts.append(kind[0] + " " + ".".join(str(pareto.bits_of(quantizers[layer][kind]))
                                               for layer in layers))
     return " ".join(parts)
+
+
+def trial_filters(row, scale, tune_filters=None):
+    """{conv name: filters} of a trials.csv row: base7's designed filters, changed by its
+    conv_i_filters columns or, with a filters_multiplier column, those of the layers run.yaml's
+    `tune_filters` names (without that record: every searchable convolution) scaled by it."""
+    filters = base_filters(scale)
+    multiplier = pareto.number(row.get(FILTERS_MULTIPLIER))
+    if multiplier is not None:
+        layers = (tune_filters or {}).get("layers") or {c: filters[c] for c in searchable_convs()}
+        filters.update({name: scaled_filters(count, multiplier) for name, count in layers.items()})
+    filters.update({name: int(pareto.number(row[f"{name}_filters"])) for name in filters
+                    if pareto.number(row.get(f"{name}_filters")) is not None})
+    return filters
+
+
+def trial_configuration(row, scale, tune_filters=None):
+    """What a trial trained: every layer's kernel, bias and activation bits (bits_text of its
+    quantizer columns) and every convolution's filters."""
+    filters = trial_filters(row, scale, tune_filters)
+    return bits_text(trial_quantizers(row)), tuple(sorted(filters.items()))
+
+
+def point_configuration(point, scale):
+    """What a points.csv row trained, in trial_configuration's form: its layer_bits, and base7's
+    designed filters (the study trains every point at them: study.train_points)."""
+    return point["layer_bits"], tuple(sorted(base_filters(scale).items()))
 
 
 def _rows(out, seeds):
@@ -121,29 +149,43 @@ def comparison_table(points, seeds):
     return lines, verdicts
 
 
-def rank_correlations(points, trials, seeds):
-    """Per seed: (rho of the score, rho of the trial's PSNR, n): Spearman's rank correlation with
-    the test PSNR of the same configuration trained to the full budget, of a trial's score
-    (negated val_score: higher is better; it blends in the cost) and of its validation PSNR (does
-    a short trial rank configurations as full training does?), over the points that were also
-    trials (starting points by label, picks by trial id)."""
+def rank_correlations(points, trials, seeds, runs):
+    """Per seed: (rho of the score, rho of the trial's PSNR, n, unpaired): Spearman's rank
+    correlation with the test PSNR of the same configuration trained to the full budget, of a
+    trial's score (negated val_score: higher is better; it blends in the cost) and of its
+    validation PSNR (does a short trial rank configurations as full training does?), over the n
+    configurations that were both a point and a trial. Same configuration means the same bits of
+    every layer's kernel, bias and activation and the same filters (point_configuration,
+    trial_configuration), not the same label: under the shipped limit a uniform point's biases
+    are at b bits, its starting point's at the limit's 8. unpaired: the quantized points'
+    configurations no trial had. runs: {seed: its search's run.yaml} (scale, tune_filters)."""
     result = {}
     for s in seeds:
-        by_id = {r["trial_id"]: r for r in trials[s]}
-        by_start = {r["start"]: r for r in trials[s] if r.get("start")}
-        found = {}
+        scale, tune_filters = runs[s]["scale"], runs[s].get("tune_filters")
+        tried = {}  # configuration: its first trial (a configuration tried twice trains alike)
+        for row in sorted(trials[s], key=pareto.trial_key):
+            if pareto.number(row.get("val_score")) is not None and \
+                    pareto.number(row.get("val_psnr")) is not None:
+                tried.setdefault(trial_configuration(row, scale, tune_filters), row)
+        found, unpaired = {}, set()
         for p in points[s]:
-            trial = by_id.get(p.get("trial_id")) or by_start.get(p["label"])
-            if trial and pareto.number(p.get("test_psnr")) is not None:
-                found[trial["trial_id"]] = (-float(trial["val_score"]), float(trial["val_psnr"]),
-                                            float(p["test_psnr"]))  # a pick that is a starting point: once
+            if p["layer_bits"] == bits_text(None) or pareto.number(p.get("test_psnr")) is None:
+                continue
+            key = point_configuration(p, scale)
+            trial = tried.get(key)
+            if trial is None:
+                unpaired.add(key)
+                continue
+            # A pick that is also a baseline shares its model: one configuration, counted once.
+            found[key] = (-float(trial["val_score"]), float(trial["val_psnr"]),
+                          float(p["test_psnr"]))
         triples = list(found.values())
         if len(triples) < 3:
-            result[s] = (None, None, len(triples))
+            result[s] = (None, None, len(triples), len(unpaired))
             continue
         score, psnr, test = zip(*triples)
         result[s] = (spearmanr(score, test).statistic, spearmanr(psnr, test).statistic,
-                     len(triples))
+                     len(triples), len(unpaired))
     return result
 
 
@@ -231,11 +273,12 @@ def objective_md(trials, seeds, column):
 def write_study(out, seeds, settings, elapsed):
     """study.md and study.png in `out`; returns study.md's path."""
     points, trials = _rows(out, seeds)
-    run_yaml = os.path.join(out, f"seed{seeds[0]}", "search", "run.yaml")
-    column = pareto.cost_column(run_folder.read_yaml(run_yaml))  # the goal's cost
+    runs = {s: run_folder.read_yaml(os.path.join(out, f"seed{s}", "search", "run.yaml"))
+            for s in seeds}
+    column = pareto.cost_column(runs[seeds[0]])  # the goal's cost
     plot(points, trials, seeds, column, os.path.join(out, "study.png"))
     table, verdicts = comparison_table(points, seeds)
-    rhos = rank_correlations(points, trials, seeds)
+    rhos = rank_correlations(points, trials, seeds, runs)
     lines = ["# Study: the search against uniform quantization", "",
              (f"Seeds {', '.join(map(str, seeds))}; search `{settings.get('algo')}`, "
               f"{settings.get('trials') or 'profile'} trials; every compared model trained from "
@@ -250,13 +293,16 @@ def write_study(out, seeds, settings, elapsed):
                      f"{'met' if met else 'not met'}.")
     lines += ["", "## Does a trial predict the trained model?", "",
               ("Spearman's rank correlation with the test PSNR of the same configuration trained "
-               "to the full budget, over the configurations that were both a trial and a point: of "
-               "the trial's score (negated val_score, which blends in the cost) and of its "
-               "validation PSNR:"), ""]
+               "to the full budget, over the configurations that were both a trial and a point "
+               "(the same bits of every layer's kernel, bias and activation and the same filters, "
+               "whatever the label: under a limit that fixes biases, a uniform point's are at b "
+               "bits and its starting point's at the limit's): of the trial's score (negated "
+               "val_score, which blends in the cost) and of its validation PSNR:"), ""]
     lines += [f"- seed {s}: " + (f"rho = {rho:.2f} (score), {rho_psnr:.2f} (trial PSNR) over {n} "
                                  "configurations" if rho is not None
                                  else f"too few configurations ({n})")
-              for s, (rho, rho_psnr, n) in rhos.items()]
+              + f"; {unpaired} point configuration(s) not among the trials"
+              for s, (rho, rho_psnr, n, unpaired) in rhos.items()]
     lines += objective_md(trials, seeds, column)
     lines += ["", "## Every point", "", "| seed | label | cost | val PSNR | test PSNR | bits |",
               "|---|---|---:|---:|---:|---|"]
