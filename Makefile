@@ -179,8 +179,11 @@ compare: $(STAMP)
 div2k: $(STAMP)
 	$(PY) -m solvers.data.div2k --root $(or $(DIV2K_ROOT),data/DIV2K) --scale $(SCALE)
 
-test: $(STAMP)
-	$(PY) -m pytest -q tests
+# What the tests need, installed first (the stamps' rules are below, hence the literal paths): xprof,
+# so test_profile_ops converts a real profile, and hls4ml, so test_export builds and C-simulates a
+# real design (its negative control included). -rs names every skipped test and why.
+test: $(STAMP) $(VENV)/.profile-installed $(VENV)/.export-installed
+	$(PY) -m pytest -q -rs tests
 
 # Speed ratios measured in one run (solvers/bench/speed.py): quantized vs float, XLA, pipeline, search
 # overhead. SMOKE=1: 1 repeat at tiny shapes (what the test suite runs).

@@ -1,9 +1,11 @@
 """make export (solvers/export): exact fixed-point types, the rewritten graph, a real hls4ml C
 simulation of a tiny trained quantized base7 that must match Keras bit for bit, a wrong type
-that the check must catch, and one error line for each bad input."""
-import io
+that makes the command fail with one error line naming the photo and pixel, a raw-only
+difference and zero compared crops that the check must not pass, and one error line for each
+bad input."""
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -13,15 +15,16 @@ import yaml
 from conftest import write_images
 
 from solvers import train
-from solvers.data import sources
 from solvers.export import cli, graph, precision, verify
 from solvers.networks import base7 as b7
 
 try:
-    import hls4ml  # noqa: F401  (.ci/run installs it: requirements-export.txt)
+    import hls4ml  # noqa: F401  (`make test` installs it: requirements-export.txt)
     HAVE_HLS4ML = True
 except ImportError:
     HAVE_HLS4ML = False
+NEEDS_HLS4ML = pytest.mark.skipif(not HAVE_HLS4ML, reason="hls4ml not installed (`make test` "
+                                  "installs it)")
 
 
 def test_exact_types_hold_every_value_and_bound_every_sum():
@@ -94,13 +97,14 @@ def tiny_run(tmp_path_factory):
     return run_dir
 
 
-@pytest.mark.skipif(not HAVE_HLS4ML, reason="hls4ml not installed (.ci/run installs it)")
+@NEEDS_HLS4ML
 def test_tiny_trained_model_is_bit_exact_in_c_simulation(tiny_run, capsys):
     assert cli.main(["--run-dir", str(tiny_run), "--size", "8x8"]) == 0
     out_dir = tiny_run / "hls4ml"
     doc = json.loads((out_dir / "export.json").read_text())
     v = doc["verification"]
     assert v["bit_exact"] and v["identical_fraction"] == 1.0 and v["max_abs_diff_raw"] == 0.0
+    assert v["failure"] is None and v["photos_detail"][0]["first_mismatch"] is None
     assert v["photos"] == 1 and v["pixels"] == 60 * 72
     assert v["builds"] == 1 and v["seconds_per_build"] > 0 and v["ms_per_lr_pixel"] > 0
     assert os.path.isfile(out_dir / "project" / "firmware" / "myproject.cpp")
@@ -117,38 +121,116 @@ def test_tiny_trained_model_is_bit_exact_in_c_simulation(tiny_run, capsys):
     assert types["act_0"]["result"] == "ufixed<8,8,RND_CONV,SAT>"
     assert types["act_1"]["result"] == "ufixed<4,8,RND_CONV,SAT>"
     md = (out_dir / "export.md").read_text()
-    assert "**Bit-exact** on 1 validation photos" in md
+    assert "**Bit-exact** on 1 validation photos" in md and "; verified." in md
     total = sum(r["multipliers"] for r in doc["hls4ml_design"])
     assert total > 0 and "| total | | | | " in md and md.count(f" | {total} |") >= 1
-    assert "bit-exact" in capsys.readouterr().out
+    # Weight memory like for like: the model's side is size_bits' two terms; the design's kernels
+    # are the convolutions' weight arrays only, the anchor's and the _scale layers' apart.
+    memory, rows = doc["weight_memory"], {r["layer"]: r for r in doc["hls4ml_design"]}
+    assert memory["model"]["kernels"] + memory["model"]["biases"] == doc["costs"]["size_bits"]
+    assert memory["design"]["kernels"] == sum(rows[f"conv_{i}"]["weights"] * widths[i]
+                                              for i in range(7))
+    assert memory["design"]["anchor"] == rows["anchor"]["weights"] == 3 * 27
+    assert memory["design"]["biases"] == sum(
+        rows[f"conv_{i}_scale"]["arrays"]["bias"]["count"] * int(re.findall(
+            r"\d+", types[f"conv_{i}_scale"]["bias"])[0]) for i in range(7))
+    assert f"| kernels and biases | {memory['design']['kernels'] + memory['design']['biases']} |" \
+        in md
+    assert "bit-exact, raw and in 8 bits" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not HAVE_HLS4ML, reason="hls4ml not installed (.ci/run installs it)")
-def test_a_wrong_type_is_caught_and_its_layer_named(tiny_run, tmp_path):
-    model = keras.models.load_model(tiny_run / "best_model_retrained.keras", compile=False)
-    parts = graph.describe(model)
-    types, _ = graph.layer_types(parts)
-    # Truncating instead of rounding half to even: what hls4ml's default would do.
-    types["act_1"] = {"result": precision.FixedType(4, 8, signed=False, saturation="SAT")}
-    pair = sources.Pair("noise", np.random.default_rng(3).integers(0, 256, (10, 12, 3),
-                                                                   dtype=np.uint8), None)
-    [result] = verify.run(model, parts, types, [pair], str(tmp_path / "csim"), "Vitis",
-                          "io_stream", 1, io.StringIO(), progress=lambda _: None)
-    assert result["identical_fraction"] < 1.0
-    assert result["first_difference"]["layer"] == "act_1"
-    assert not verify.summary([result])["bit_exact"]
+@NEEDS_HLS4ML
+def test_a_wrong_type_fails_the_export_with_one_error_line(tiny_run, tmp_path, capsys,
+                                                            monkeypatch):
+    exact = graph.layer_types
+
+    def truncating(parts):  # what hls4ml's default would do: truncate, not round half to even
+        types, bounds = exact(parts)
+        types["act_1"] = {"result": precision.FixedType(4, 8, signed=False, saturation="SAT")}
+        return types, bounds
+    monkeypatch.setattr(graph, "layer_types", truncating)
+    out = tmp_path / "wrong"
+    assert cli.main(["--run-dir", str(tiny_run), "--size", "8x8", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bit-exact" not in captured.out
+    # The files are written and say the verification failed, with the same first mismatch.
+    doc = json.loads((out / "export.json").read_text())
+    v, [photo] = doc["verification"], doc["verification"]["photos_detail"]
+    m = photo["first_mismatch"]
+    assert not v["bit_exact"] and errors[0] == f"error: {v['failure']}; {out / 'export.md'}"
+    assert photo["first_difference"]["layer"] == "act_1" and m["keras"] != m["design"]
+    assert (f"photo {photo['name']} (20x24 LR), output pixel (row {m['row']}, col {m['col']}, "
+            f"channel {m['channel']}): Keras {m['keras']:.9g}, C simulation {m['design']:.9g}"
+            in errors[0])
+    assert "**Verification failed**: C simulation does not match Keras at photo" in \
+        (out / "export.md").read_text()
 
 
-@pytest.mark.skipif(not HAVE_HLS4ML, reason="hls4ml not installed (.ci/run installs it)")
+def sub_lsb_residuals():
+    """Two identical residuals (design, Keras) of a 2x2 LR image at x3, one value clipped in the
+    output; each test changes one value of the design's by less than the 8-bit rounding hides."""
+    keras_residual = np.full((1, 2, 2, 27), 100.0)
+    keras_residual[0, 1, 0, 5] = 300.0  # clipped to 255 in the output
+    return keras_residual.copy(), keras_residual
+
+
+def test_a_raw_only_difference_is_not_bit_exact():
+    for at, value in (((0, 0, 1, 4), 100.25), ((0, 1, 0, 5), 301.0)):  # sub-LSB; in a clipped pixel
+        design, keras_residual = sub_lsb_residuals()
+        design[at] = value
+        keras_output = graph.post_process(keras_residual, 3)
+        result = verify.compare(design, keras_residual, keras_output, 3)
+        assert result["identical"] == result["pixels"] == 36 and result["max_abs_diff"] == 0
+        assert result["max_abs_diff_raw"] > 0 and not verify.bit_exact(result)
+        # Channel k of LR pixel (y, x) is SR pixel (3y + k // 9, 3x + k // 3 % 3), colour k % 3.
+        y, x, k = at[1:]
+        m = result["first_mismatch"]
+        assert (m["row"], m["col"], m["channel"]) == (3 * y + k // 9, 3 * x + k // 3 % 3, k % 3)
+        assert (m["keras"], m["design"]) == (keras_residual[at], value)
+        detail = {"name": "p", "h": 2, "w": 2, "build_seconds": 1.0, "simulate_seconds": 1.0,
+                  "first_difference": None, **result}
+        same = verify.compare(keras_residual, keras_residual, keras_output, 3)
+        assert verify.bit_exact(same) and same["first_mismatch"] is None
+        s = verify.summary([detail], {"crops": 1, **same}, (2, 2))
+        assert not s["bit_exact"]
+        assert f"photo p (2x2 LR), output pixel (row {m['row']}, col {m['col']}" in s["failure"]
+
+
+def test_zero_compared_photos_or_crops_is_not_verified():
+    keras_residual = sub_lsb_residuals()[1]
+    same = verify.compare(keras_residual, keras_residual, graph.post_process(keras_residual, 3), 3)
+    detail = {"name": "p", "h": 2, "w": 2, "build_seconds": 1.0, "simulate_seconds": 1.0,
+              "first_difference": None, **same}
+    assert verify.summary([detail], {"crops": 1, **same}, (2, 2))["bit_exact"]
+    crops0 = verify.summary([detail], {"crops": 0}, (8, 8))
+    assert not crops0["bit_exact"] and "no 8x8 crop" in crops0["failure"]
+    photos0 = verify.summary([], {"crops": 1, **same}, (2, 2))
+    assert not photos0["bit_exact"] and "no validation photo" in photos0["failure"]
+
+
+@NEEDS_HLS4ML
+def test_a_size_no_photo_reaches_is_an_error_before_anything_is_written(tiny_run, tmp_path,
+                                                                         capsys):
+    out = tmp_path / "large"
+    line = error_line(capsys, ["--run-dir", str(tiny_run), "--size", "64x64", "--out", str(out)])
+    assert "SIZE: no validation photo is 64x64 LR or larger" in line and "20x24" in line
+    assert not out.exists()
+
+
+@NEEDS_HLS4ML
 def test_io_parallel_writes_the_project_and_says_it_was_not_simulated(tiny_run, tmp_path, capsys):
     out = tmp_path / "parallel"
     argv = ["--run-dir", str(tiny_run), "--size", "8x8", "--io", "io_parallel", "--out", str(out)]
     assert cli.main(argv) == 0
     v = json.loads((out / "export.json").read_text())["verification"]
-    assert "18 GB" in v["skipped"] and not v["bit_exact"] and v["photos"] == 0
+    # What was not run carries no figure: nothing here measured one.
+    assert "not run" in v["skipped"] and not re.search(r"\d", v["skipped"])
+    assert not v["bit_exact"] and v["photos"] == 0 and v["failure"] is None
     assert "io_parallel" in (out / "project" / "hls4ml_config.yml").read_text()
-    assert "**Not run** for `io_parallel`" in (out / "export.md").read_text()
-    assert "C simulation skipped (io_parallel)" in capsys.readouterr().out
+    md = (out / "export.md").read_text()
+    assert "**Not run** for `io_parallel`" in md and "C simulation not run." in md
+    assert "C simulation not run (io_parallel)" in capsys.readouterr().out
 
 
 def error_line(capsys, argv):

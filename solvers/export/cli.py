@@ -4,6 +4,12 @@ against Keras on the run's validation photos, with export.md and export.json bes
 
 The project's frame size (SIZE) defaults to the LR size the run's costs are computed at (its
 goal's input_hw), so the design and the costs in export.md describe the same computation.
+
+Exit status: 0 when the design matched Keras on every compared value (or, for io_parallel, when
+its C simulation was not run, as the last line says); 1 when it did not: export.md/json are
+written and say so, and stderr has one `error:` line naming the first photo, pixel and values
+that differ; 2 for a bad input (one `error:` line, nothing written), including validation data
+too small to verify the project at SIZE.
 """
 import argparse
 import io
@@ -55,6 +61,27 @@ def validation_pairs(settings, scale, count):
     return pairs[:count] if count else pairs
 
 
+def check_verifiable(pairs, crops, size):
+    """ExportError unless there is a photo to simulate and one at least SIZE: a check that
+    compares nothing would pass anything."""
+    if not pairs:
+        raise hgraph.ExportError("data: the run has no validation photos, so the C simulation "
+                                 "would compare nothing")
+    if not crops:
+        largest = max(pairs, key=lambda p: p.lr.shape[0] * p.lr.shape[1]).lr.shape[:2]
+        raise hgraph.ExportError(
+            f"SIZE: no validation photo is {size[0]}x{size[1]} LR or larger, so the project "
+            f"could not be run at its own frame size; choose a SIZE that fits one (the largest "
+            f"is {largest[0]}x{largest[1]})")
+
+
+def model_bits(model):
+    """{"kernels", "biases"}: the two terms of the model's size_bits (cost.size_bits)."""
+    sizes = cost.layer_sizes(model)
+    return {"kernels": sum(s.weights * s.kernel_bits for s in sizes),
+            "biases": sum(s.biases * s.bias_bits for s in sizes)}
+
+
 def write_testbench(out_dir, model, crops):
     """(inputs .npy, expected outputs .npy) of the project's testbench: the photo crops and the
     Keras model's outputs on them; (None, None) without crops (hls4ml's default testbench).
@@ -89,18 +116,20 @@ def export(args, progress=print):
     goal = goal_of(settings)
     size = parse_size(args.size) if args.size else tuple(goal.input_hw)
     pairs = validation_pairs(settings, scale, args.photos)
+    crops = verify.center_crops(pairs, size)
+    skipped = hls.UNVERIFIED.get(args.io)
+    if not skipped:
+        check_verifiable(pairs, crops, size)
     out_dir = args.out or os.path.join(run_dir, "hls4ml")
     types, bounds = hgraph.layer_types(parts)
     log = io.StringIO()
     started = time.time()
     design = hgraph.hls_graph(parts, size)
     cfg = hls.config(design, types, args.reuse)
-    crops = verify.center_crops(pairs, size)
     project = hls.convert(design, cfg, os.path.join(out_dir, "project"), args.backend, args.io,
                           log, write_testbench(out_dir, model, crops))
     progress(f"hls4ml project: {os.path.join(out_dir, 'project')} ({args.backend}, {args.io}, "
              f"{size[0]}x{size[1]} LR frame)")
-    skipped = hls.UNVERIFIED.get(args.io)
     if skipped:
         results, project_result = [], {"crops": 0}
     else:
@@ -110,9 +139,9 @@ def export(args, progress=print):
     document = report.document(
         model_path=model_path, parts=parts, types=types, bounds=bounds, backend=args.backend,
         io_type=args.io, reuse=args.reuse, size=size, design=hls.design_layers(project),
-        results=results, summary=verify.summary(results, project_result, skipped),
-        project_check=project_result, costs=cost.costs(model, goal), goal=goal,
-        seconds=time.time() - started, out_dir=out_dir)
+        results=results, summary=verify.summary(results, project_result, size, skipped),
+        project_check=project_result, costs=cost.costs(model, goal), model_bits=model_bits(model),
+        goal=goal, seconds=time.time() - started, out_dir=out_dir)
     report.write(out_dir, document, log.getvalue())
     return document
 
@@ -142,14 +171,17 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = document["verification"]
+    md = os.path.join(document["out_dir"], "export.md")
     if s["skipped"]:
-        print(f"C simulation skipped ({args.io}): {s['skipped']}; "
-              f"{os.path.join(document['out_dir'], 'export.md')}")
+        print(f"C simulation not run ({args.io}): {s['skipped']}; {md}")
         return 0
-    print(f"C simulation on {s['photos']} validation photos: "
-          f"{'bit-exact' if s['bit_exact'] else 'NOT bit-exact'} (identical_fraction "
-          f"{s['identical_fraction']:.6f}, max_abs_diff {s['max_abs_diff']:g}); "
-          f"{os.path.join(document['out_dir'], 'export.md')}")
+    if s["failure"]:
+        # 1, not 2: the input was fine and the files are written; the design is what is wrong.
+        print(f"error: {s['failure']}; {md}", file=sys.stderr)
+        return 1
+    print(f"C simulation on {s['photos']} validation photos: bit-exact, raw and in 8 bits "
+          f"(identical_fraction {s['identical_fraction']:.6f}, max_abs_diff {s['max_abs_diff']:g}, "
+          f"before rounding {s['max_abs_diff_raw']:g}); {md}")
     return 0
 
 

@@ -155,10 +155,15 @@ def hls_graph(parts, input_hw):
     return keras.Model(inputs, outputs, name="base7_hls")
 
 
-def post_process(residual, scale):
-    """What the host does with the design's output (n, h, w, 3·scale²): depth-to-space (output
-    pixel (y·s + dy, x·s + dx), colour c is channel (dy·s + dx)·3 + c, as tf.nn.depth_to_space),
-    then the model's clip to [0, 255]. Rounding to 8 bits is metrics.to_8bit, as for Keras."""
+def depth_to_space(residual, scale):
+    """The design's output (n, h, w, 3·scale²) as SR pixels (n, h·s, w·s, 3): output pixel
+    (y·s + dy, x·s + dx), colour c is channel (dy·s + dx)·3 + c, as tf.nn.depth_to_space."""
     n, h, w, _ = residual.shape
     shuffled = residual.reshape(n, h, w, scale, scale, 3).transpose(0, 1, 3, 2, 4, 5)
-    return np.clip(shuffled.reshape(n, h * scale, w * scale, 3), 0.0, 255.0)
+    return shuffled.reshape(n, h * scale, w * scale, 3)
+
+
+def post_process(residual, scale):
+    """What the host does with the design's output: depth-to-space, then the model's clip to
+    [0, 255]. Rounding to 8 bits is metrics.to_8bit, as for Keras."""
+    return np.clip(depth_to_space(residual, scale), 0.0, 255.0)
