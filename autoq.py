@@ -113,7 +113,7 @@ def main(argv=None):
         trials_csv = os.path.join(args.results_dir, run_name(args), "trials.csv")
         return distributed.launch(__file__, argv, args.workers, args.oracle, trials_csv)
     from solvers.config import ConfigError, load_search_space
-    from solvers.networks.names import layer_names
+    from solvers.networks.layout import layer_names
     try:  # the config first: no TensorFlow yet, so a mistake in it is answered at once
         if not args.train_float:
             load_search_space(args.config, [n for names in layer_names() for n in names])

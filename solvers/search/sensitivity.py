@@ -63,7 +63,7 @@ def kinds_of(layer):
 
 def network_order():
     """base7's layers as data meets them: conv_0, act_0, conv_1, ..., conv_6."""
-    from solvers.networks.names import layer_names
+    from solvers.networks.layout import layer_names
     convs, acts = layer_names()
     return [n for pair in zip(convs, acts + [None]) for n in pair if n]
 
