@@ -102,7 +102,7 @@ def _without_tensorflow(tmp_path, *args, code=None):
 def test_parsing_every_shipped_config_loads_no_tensorflow(tmp_path):
     code = ("import sys, glob\n"
             "from solvers.config import load_search_space\n"
-            "from solvers.networks.names import layer_names\n"
+            "from solvers.networks.layout import layer_names\n"
             "names = [n for group in layer_names() for n in group]\n"
             "for path in ['quantization_config.yaml'] + sorted(glob.glob('configs/*.yaml')):\n"
             "    load_search_space(path, names)\n"

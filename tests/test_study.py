@@ -9,7 +9,7 @@ from conftest import REPO
 from solvers import study
 from solvers.config import load_search_space
 from solvers.networks.base7 import base_filters
-from solvers.report import study_md
+from solvers.report import pareto, study_md
 
 Q = {"k": 'quantized_bits({},0,alpha="auto_po2")', "b": "quantized_bits({},0,alpha=1.0)",
      "a": "quantized_relu({},8)"}
@@ -138,11 +138,11 @@ def test_other_filters_are_another_configuration():
     # A filters_multiplier scales the layers run.yaml's tune_filters names (all searchable
     # convolutions without that record); conv_6 keeps 3·scale² outputs.
     row = {**AGREEING[0], "filters_multiplier": "0.5"}
-    assert study_md.trial_filters(row, 3, {"layers": {"conv_1": 28}}) == \
+    assert pareto.trial_filters(row, 3, {"layers": {"conv_1": 28}}) == \
         {**base_filters(3), "conv_1": 14}
-    assert study_md.trial_filters(row, 3) == \
+    assert pareto.trial_filters(row, 3) == \
         {**{f"conv_{i}": 14 for i in range(5)}, "conv_5": 14, "conv_6": 27}
-    assert study_md.trial_filters({**AGREEING[0], "filters_multiplier": "1"}, 3) == base_filters(3)
+    assert pareto.trial_filters({**AGREEING[0], "filters_multiplier": "1"}, 3) == base_filters(3)
 
 
 def test_too_few_configurations_give_no_rho():

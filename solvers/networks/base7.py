@@ -10,7 +10,6 @@ scale×scale sub-pixels of 3 colours, and the anchor add needs that many). Filte
 search over them; the saved .keras carries each layer's filters, so it reloads as it was built.
 """
 import hashlib
-import math
 from dataclasses import dataclass
 
 import keras
@@ -20,7 +19,13 @@ from qkeras import QActivation, QConv2D
 
 from solvers.networks.fast_relu import QReLU
 from solvers.networks.layers import ClipPixels, DepthToSpace
-from solvers.networks.names import hp_name, layer_names
+from solvers.networks.layout import (
+    FILTERS_MULTIPLIER,
+    base_filters,
+    hp_name,
+    layer_names,
+    scaled_filters,
+)
 
 
 @dataclass(frozen=True)
@@ -52,25 +57,6 @@ def quantizer_values(choices, values):
     (choices: config.search_choices) — quantizers_from_hp's input, trials.csv's string columns."""
     return {hp_name(layer, c.kind): c.quantizers[values[c.name]] for c in choices.values()
             if c.name in values for layer in c.layers}
-
-
-def base_filters(scale=3, num_fea=28, m=4, out_channels=3):
-    """{conv name: output channels} of base7 as designed: num_fea for conv_0..conv_m, and
-    out_channels·scale² for the last two (27 at ×3)."""
-    up_channels = out_channels * scale * scale
-    return dict(zip(layer_names(m)[0], [num_fea] * (m + 1) + [up_channels, up_channels]))
-
-
-def searchable_convs(m=4):
-    """The convolutions whose width a filter search may change: all but the last. The last one's
-    3·scale² outputs are fixed by depth-to-space and the anchor add. The one before it (conv_5,
-    also 3·scale² wide by design) feeds only the last, through its ReLU: any width works there."""
-    return layer_names(m)[0][:-1]
-
-
-def scaled_filters(base, multiplier):
-    """A width times a multiplier, rounded half up (not Python's half-to-even), at least 1."""
-    return max(1, math.floor(base * multiplier + 0.5))
 
 
 def layer_filters(model, m=4):
@@ -193,9 +179,6 @@ def fold_quantized_weights(model, scale, m=4):
         folded.get_layer(name).set_weights(
             [np.asarray(w if q is None else q(w)) for w, q in zip(weights, quantizers)])
     return folded
-
-
-FILTERS_MULTIPLIER = "filters_multiplier"  # the one hyperparameter of tune_filters: block
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ import os
 import re
 
 from solvers import files
+from solvers.networks.layout import (
+    FILTERS_MULTIPLIER,
+    base_filters,
+    scaled_filters,
+    searchable_convs,
+)
 
 PARETO = "pareto"
 # The cost a run is judged by: its goal's column of trials.csv and baselines.csv (run.yaml:
@@ -153,3 +159,17 @@ def bits_summary(row):
             ([act] if act in row or f"{act}_bits" in row else [])
         parts.append("/".join(str(layer_bits(row, k) or "?") for k in keys))
     return " ".join(parts)
+
+
+def trial_filters(row, scale, tune_filters=None):
+    """{conv name: filters} of a trials.csv row: base7's designed filters, changed by its
+    conv_i_filters columns or, with a filters_multiplier column, those of the layers run.yaml's
+    `tune_filters` names (without that record: every searchable convolution) scaled by it."""
+    filters = base_filters(scale)
+    multiplier = number(row.get(FILTERS_MULTIPLIER))
+    if multiplier is not None:
+        layers = (tune_filters or {}).get("layers") or {c: filters[c] for c in searchable_convs()}
+        filters.update({name: scaled_filters(count, multiplier) for name, count in layers.items()})
+    filters.update({name: int(number(row[f"{name}_filters"])) for name in filters
+                    if number(row.get(f"{name}_filters")) is not None})
+    return filters

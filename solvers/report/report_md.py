@@ -81,19 +81,11 @@ def load_run(run_dir, option="--run-dir"):
 def _rebuilt_layers(chosen, scale, tune_filters=None):
     """(layers, sizes) as summary.yaml gives them, for runs without one: bits from the chosen
     row's width columns or quantizer strings (pareto.layer_bits), parameter counts from an
-    untrained float base7 at the row's widths
-    (conv_i_filters columns; a filters_multiplier column scales the layers run.yaml's
-    `tune_filters` names; neither: base7's own)."""
+    untrained float base7 with the row's filters (pareto.trial_filters)."""
     if chosen is None:
         return [], {}
-    from solvers.networks.base7 import base7, base_filters, scaled_filters
-    widths = {name: int(number(chosen[f"{name}_filters"])) for name in base_filters(scale)
-              if number(chosen.get(f"{name}_filters")) is not None}
-    multiplier = number(chosen.get("filters_multiplier"))
-    if multiplier is not None and tune_filters:
-        widths.update({name: scaled_filters(width, multiplier)
-                       for name, width in (tune_filters.get("layers") or {}).items()})
-    model = base7(scale=scale, filters=widths)
+    from solvers.networks.base7 import base7
+    model = base7(scale=scale, filters=pareto.trial_filters(chosen, scale, tune_filters))
     counts = cost.layer_sizes(model)
     layers = [{"name": s.name, "filters": int(model.get_layer(s.name).filters),
                "weights": s.weights, "biases": s.biases,

@@ -13,8 +13,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from solvers import files, run_folder
-from solvers.networks.base7 import (FILTERS_MULTIPLIER, base_filters, layer_names,
-                                    quantizers_from_hp, scaled_filters, searchable_convs)
+from solvers.networks.base7 import quantizers_from_hp
+from solvers.networks.layout import base_filters, layer_names
 from solvers.report import pareto
 
 KINDS = ("kernel", "bias", "activation")
@@ -64,24 +64,10 @@ def bits_text(quantizers):
     return " ".join(parts)
 
 
-def trial_filters(row, scale, tune_filters=None):
-    """{conv name: filters} of a trials.csv row: base7's designed filters, changed by its
-    conv_i_filters columns or, with a filters_multiplier column, those of the layers run.yaml's
-    `tune_filters` names (without that record: every searchable convolution) scaled by it."""
-    filters = base_filters(scale)
-    multiplier = pareto.number(row.get(FILTERS_MULTIPLIER))
-    if multiplier is not None:
-        layers = (tune_filters or {}).get("layers") or {c: filters[c] for c in searchable_convs()}
-        filters.update({name: scaled_filters(count, multiplier) for name, count in layers.items()})
-    filters.update({name: int(pareto.number(row[f"{name}_filters"])) for name in filters
-                    if pareto.number(row.get(f"{name}_filters")) is not None})
-    return filters
-
-
 def trial_configuration(row, scale, tune_filters=None):
     """What a trial trained: every layer's kernel, bias and activation bits (bits_text of its
     quantizer columns) and every convolution's filters."""
-    filters = trial_filters(row, scale, tune_filters)
+    filters = pareto.trial_filters(row, scale, tune_filters)
     return bits_text(trial_quantizers(row)), tuple(sorted(filters.items()))
 
 

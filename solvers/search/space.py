@@ -4,8 +4,8 @@ validated config.SearchSpace. ConfigError for a limit that leaves a layer nothin
 import re
 
 from solvers.config import DEFAULT, KINDS, LAYER_TYPES, ConfigError
-from solvers.networks.base7 import (FilterSearch, QuantizerChoice, base_filters, hp_name,
-                                    searchable_convs)
+from solvers.networks.base7 import FilterSearch, QuantizerChoice
+from solvers.networks.layout import base_filters, hp_name, searchable_convs
 
 
 def _deciding_limit(space, names, layer, layer_type, kind, path):
