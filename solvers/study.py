@@ -37,8 +37,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--algo", choices=("random", "bayesian", "hyperband"), default="random")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick")
-    # Measured choice (README, "Study"): 20 trials (13 of them seeds) and every compared model
-    # trained 4 + 8 epochs keep 3 seeds near an hour on 2 cores.
+    # Measured choice (README, "Study"): 20 trials (12 of them starting points when the
+    # sensitivity table exists) and every compared model trained 4 + 8 epochs keep 3 seeds near an
+    # hour on 2 cores.
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--retrain-epochs", type=int, default=8)
     for name in ("epochs", "steps-per-epoch"):

@@ -18,8 +18,8 @@ from solvers.networks.base7 import base7, layer_names
 # The budget point of post-training mixed precision (issue 13: Sony MCT loses 0.83 dB there):
 # kernels at 4 bits, biases and activations at 8.
 KERNELS_4_ACTIVATIONS_8 = "kernels 4-bit, activations 8-bit"
-# label: (edge kernels, middle kernels, biases, activations). Issue 13 measured the a3 rule 0.5 dB
-# above uniform 3-bit on held-out images at 2 % more stored bits (make study re-measures it).
+# label: (edge kernels, middle kernels, biases, activations): the edges of an SR network carry the
+# image. make study sets the a3 rule against uniform 3-bit on held-out images (docs/study.md).
 HAND_RULES = {"hand rule k8-2 a3": (8, 2, 8, 3), "hand rule k8-2 a4": (8, 2, 8, 4)}
 SENSITIVITY_BUDGETS = (2, 3, 4)  # derived allocations at the cost of uniform 2, 3, 4 bits
 
