@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 import yaml
 
-from solvers import files, run_folder, train
+from solvers import files, run_folder, run_lock, train
 from solvers.networks import float_model
 from solvers.data import pipeline, sources
 from solvers.report import pareto, records, report_md
@@ -39,6 +39,7 @@ def train_float(args):
     profile = profile_settings(args)
     train_ds, val_ds, _ = datasets(args, profile)  # the float model is a starting point, not a claim
     keras.utils.set_random_seed(args.seed)
+    run_lock.hold(args.float_model)  # two trainings of one file would interleave its checkpoints
     os.makedirs(os.path.dirname(os.path.abspath(args.float_model)), exist_ok=True)
     model = train.compile_model(base7(scale=args.scale), args.learning_rate, border=args.scale,
                                 xla=args.xla)
@@ -145,6 +146,7 @@ def search_and_retrain(args):
     if worker:
         run_folder.check_worker_settings(run_dir, settings)  # the chief owns run.yaml and the outputs
     else:  # one chief or standalone process per RUN, before anything is written or moved aside
+        run_lock.hold(run_dir)  # held until the process ends: search, retrain and report
         run_folder.prepare_run_dir(run_dir, tb_dir, settings, fresh=args.fresh)
     keras.utils.set_random_seed(args.seed)
 
@@ -226,6 +228,7 @@ def uniform_baselines(args):
                               f"{run_folder.short(old)}, now {run_folder.short(new)}; use another "
                               "RUN=name")
     train_ds, val_ds, test_ds = datasets(args, profile)
+    run_lock.hold(out_dir)  # one process per set: two would both rewrite baselines.csv
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(csv_path) and not os.path.exists(yaml_path):  # from before baselines.yaml
         aside = f"{csv_path}.old-{time.strftime('%Y%m%d-%H%M%S')}"
