@@ -13,6 +13,7 @@ from solvers.networks import float_model
 from solvers.data import pipeline, sources
 from solvers.report import pareto, records, report_md
 from solvers.search import baselines, distributed, retrain, starting_points, tuners
+from solvers.search import sensitivity_provenance as provenance
 from solvers.search.space import filter_search, search_choices
 from solvers.config import PROFILES, ConfigError, load_search_space
 from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
@@ -62,12 +63,15 @@ def run_settings(args, run_name, profile, space, choices, filters=None):
     """Everything that defines a search, as written to results/<RUN>/run.yaml. `filters` (a
     FilterSearch, None for tune_filters: none) adds its hyperparameters to search_space (so a
     continuation with other ones is refused) and a tune_filters record; none adds nothing, so
-    run.yaml stays as it was before filter search existed."""
+    run.yaml stays as it was before filter search existed. A sensitivity table the starting points
+    use adds its provenance (`sensitivity`); one that does not fit the run is refused here, before
+    anything is written."""
     import keras_tuner
     import qkeras
     tuned = {} if filters is None else {"tune_filters": {
         "mode": filters.mode, "multipliers": list(filters.multipliers),
         "exceptions": space.tune_filters_exceptions, "layers": dict(filters.base)}}
+    table = sensitivity_table(args, space)  # a mismatch is refused here, before run.yaml exists
     return {
         "run": run_name, "algo": args.algo, "profile": args.profile,
         "settings": dataclasses.asdict(profile), "seed": args.seed, "scale": args.scale,
@@ -80,6 +84,7 @@ def run_settings(args, run_name, profile, space, choices, filters=None):
         "search_space": {**{name: list(c.options) for name, c in choices.items()},
                          **(filters.choices() if filters else {})}, **tuned,
         "quantizers": baselines.quantizer_maps(space),  # matched against baselines.yaml
+        **({"sensitivity": table.record} if table else {}),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "keras_tuner": keras_tuner.__version__, "qkeras": qkeras.__version__},
     }
@@ -96,16 +101,27 @@ def _fit_fn(objective, patience=0):
     return fit
 
 
-def sensitivity_table(args):
-    """make sensitivity's table for this search: --sensitivity, else results/sensitivity/ when its
-    sensitivity.yaml was measured at this scale; None when there is none."""
+def sensitivity_table(args, space):
+    """make sensitivity's table for this search's starting points, checked against the search
+    (sensitivity_provenance: scale, data, quantizers, float model, the csv's hash): a
+    provenance.Table, or None (--sensitivity none, --no-starting-points, a worker, or no
+    --sensitivity and no results/sensitivity/sensitivity.csv). A table that does not fit is a
+    ConfigError, the default one and a named one alike: a silent mismatch would steer every search
+    with another run's numbers. Only a table the user names, with --allow-sensitivity-mismatch, is
+    used anyway, its differences in the Table (a warning each, and run.yaml)."""
+    if args.no_starting_points or args.role == "worker" or args.sensitivity == "none":
+        return None
     path = args.sensitivity or os.path.join(args.results_dir, "sensitivity", "sensitivity.csv")
     if not os.path.isfile(path):
         if args.sensitivity:
             raise ConfigError(f"--sensitivity: {path}: no such file (make sensitivity writes it)")
         return None
-    measured = run_folder.read_yaml(os.path.join(os.path.dirname(path), "sensitivity.yaml"))
-    return path if measured.get("scale") == args.scale else None
+    record = provenance.read_record(path)
+    data = {**sources.data_options(args), "split": sources.SPLIT_VERSION}
+    found = provenance.differences(path, record, args.scale, data, space, args.float_model)
+    if found and not args.allow_sensitivity_mismatch:
+        raise provenance.refusal(found)
+    return provenance.Table(path, provenance.run_record(path, record, found), found)
 
 
 def starting_points_of(args, space, choices, filters):
@@ -113,10 +129,14 @@ def starting_points_of(args, space, choices, filters):
     none on a worker: the chief's oracle hands them out (computing them takes up to half a minute)."""
     if args.no_starting_points or args.role == "worker":
         return []
-    table = sensitivity_table(args)
-    trials = starting_points.for_search(space, choices, filters, args.scale, table)
+    table = sensitivity_table(args, space)
+    for difference in table.accepted if table else ():
+        print(f"warning: {table.path}: used although {provenance.describe(difference)} "
+              "(--allow-sensitivity-mismatch)", flush=True)
+    trials = starting_points.for_search(space, choices, filters, args.scale,
+                                        table.path if table else None)
     print(f"starting points ({len(trials)}, first): {', '.join(label for label, _ in trials)}"
-          + (f" (sensitivity: {table})" if table else ""), flush=True)
+          + (f" (sensitivity: {table.path})" if table else ""), flush=True)
     return trials
 
 
@@ -155,7 +175,7 @@ def search_and_retrain(args):
         choices, compile_fn=functools.partial(train.compile_model, learning_rate=args.learning_rate,
                                               border=args.scale, xla=args.xla),
         fit_fn=_fit_fn(space.objective, profile.patience), scale=args.scale,
-        float_weights=float_weights, filter_search=filters)
+        float_weights=float_weights, filter_search=filters, seed=args.seed)
     names = list(choices) + list(filters.choices() if filters else {})  # the hyperparameters
     columns = records.trial_columns(names, choices)  # and each layer's quantizer string
 

@@ -1,14 +1,16 @@
 """solvers/search/starting_points.py and the oracles that run them first: the uniform, hand-rule and
 sensitivity-derived configurations are the first trials of every algorithm, once each, also after
 a resume."""
+import csv
+
 import keras
 import keras_tuner as kt
 import pytest
 
 from conftest import REPO
 from solvers.config import load_search_space
-from solvers.networks.base7 import layer_names
-from solvers.search import starting_points, tuners
+from solvers.networks.base7 import base7, layer_names, quantizer_values, quantizers_from_hp
+from solvers.search import cost, starting_points, tuners
 from solvers.search.space import search_choices
 
 
@@ -60,6 +62,65 @@ def test_allocation_lowers_the_insensitive_layers_first():
     fixed = {**options, ("act_0", "activation"): [8]}
     assert starting_points.allocate(drops, cost_of, {k: 8 for k in keys}, 14, fixed) == \
         {("conv_0", "kernel"): 4, ("conv_1", "kernel"): 2, ("act_0", "activation"): 8}
+
+
+def _write_table(path, space, sensitive):
+    """A synthetic sensitivity.csv over every layer, kind and width of `space`: the layers in
+    `sensitive` lose 5 dB per 6 bits taken away, the others 0.1."""
+    conv, act = layer_names()
+    rows = [{"layer": layer, "kind": kind, "bits": bits, "quantizer": q, "val_psnr": 30.0,
+             "psnr_drop": (5.0 if layer in sensitive else 0.1) * (8 - bits) / 6, "seconds": 1}
+            for layer in conv + act for kind in (("kernel", "bias") if layer in conv
+                                                 else ("activation",))
+            for q, bits in getattr(space, kind).items()]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_a_table_adds_allocations_within_budget_that_follow_it(tmp_path):
+    """for_search with a table: the derived allocations appear, each costs at most uniform b-bit
+    (every quantizer at b bits, the goal's cost of the model built here), and the table steers
+    them: of two layers alike in cost, the one it marks sensitive keeps more bits. Only conv_2,
+    conv_3, act_2 and act_3 are searched (the limit pins the rest at 2 bits, biases at 8), which
+    keeps the greedy allocation to seconds."""
+    text = (REPO / "quantization_config.yaml").read_text().replace(
+        'limit:\n  Conv2D: {bias: ["quantized_bits(8,0,alpha=1.0)"]}',
+        'limit:\n  Conv2D: {bias: ["quantized_bits(8,0,alpha=1.0)"]}\n'
+        '  "conv_[01456]": {kernel: [\'quantized_bits(2,0,alpha="auto_po2")\']}\n'
+        '  "act_[0145]": ["quantized_relu(2,8)"]\n')
+    config = tmp_path / "q.yaml"
+    config.write_text(text)
+    conv, act = layer_names()
+    space = load_search_space(str(config), conv + act)
+    choices = search_choices(space, conv, act, str(config))
+    # conv_3 (after conv_2) and act_2 (before act_3) sensitive: an allocation blind to the table
+    # would lower both pairs in the same order.
+    table = _write_table(tmp_path / "sensitivity.csv", space, {"conv_3", "act_2"})
+    trials = dict(starting_points.for_search(space, choices, None, 3, str(table)))
+    derived = {b: trials.get(f"sensitivity at uniform {b}-bit cost") for b in (2, 3, 4)}
+    assert derived[3] is not None and derived[4] is not None, list(trials)
+    assert derived[2] is None  # biases pinned at 8 bits cost more than uniform 2-bit allows
+    assert len(trials) == len(dict(starting_points.for_search(space, choices, None, 3))) + 2
+
+    goal = space.objective.goal
+    by_bits = {kind: {bits: q for q, bits in getattr(space, kind).items()}
+               for kind in ("kernel", "bias", "activation")}
+
+    def cost_of(quantizers):
+        return cost.bits(base7(scale=3, quantizers=quantizers), goal)
+    for b in (3, 4):
+        budget = cost_of({**{c: {"kernel": by_bits["kernel"][b], "bias": by_bits["bias"][b]}
+                             for c in conv},
+                          **{a: {"activation": by_bits["activation"][b]} for a in act}})
+        values = derived[b]
+        assert cost_of(quantizers_from_hp(quantizer_values(choices, values))) <= budget, b
+        assert values["conv_3_kernel_bits"] >= values["conv_2_kernel_bits"], values
+        assert values["act_2_activation_bits"] >= values["act_3_activation_bits"], values
+    assert derived[3]["conv_3_kernel_bits"] > derived[3]["conv_2_kernel_bits"], derived[3]
+    assert derived[3]["act_2_activation_bits"] > derived[3]["act_3_activation_bits"], derived[3]
 
 
 class _ThreeQuantizers(kt.HyperModel):

@@ -7,8 +7,9 @@ Every probe (layer, kind, width) starts from the float32 weights, is fine-tuned 
 --finetune-steps on the same batches (fixed seed), and is scored on the validation images. The
 reference is the float model fine-tuned the same way, so the fine-tune itself is neither a gain
 nor a loss: psnr_drop = reference PSNR - probe PSNR. Writes sensitivity.csv, sensitivity.yaml
-(settings and the reference) and sensitivity.png (heat map) into --out. User errors print one line
-`error: ...` and exit 2.
+(settings, the reference, and the provenance a search checks before using the table: data, float
+model hash, quantizers, the csv's hash; sensitivity_provenance.py) and sensitivity.png (heat map)
+into --out. User errors print one line `error: ...` and exit 2.
 """
 import csv
 import os
@@ -17,6 +18,7 @@ import time
 
 from solvers import files
 from solvers.config import PROFILES, ArgumentParser, ConfigError, load_search_space
+from solvers.search import sensitivity_provenance as provenance
 
 COLUMNS = ("layer", "kind", "bits", "quantizer", "val_psnr", "psnr_drop", "seconds")
 FLOAT_MODEL = "results/float_quick_x3/float_model.keras"
@@ -137,17 +139,27 @@ def measure(args):
         print(f"[{n}/{len(todo)}] {layer} {kind} {bits} bits: {psnr:.3f} dB "
               f"(drop {reference - psnr:+.3f})", flush=True)
     settings = {"float_model": args.float_model, "scale": args.scale, "seed": args.seed,
-                "data": sources.data_options(args), "config": args.config,
+                **provenance_of(args, space), "config": args.config,
                 "finetune_steps": args.finetune_steps, "learning_rate": args.learning_rate,
                 "batch_size": args.batch_size, "patch_size": args.patch_size,
                 "float_val_psnr": round(reference, 4), "float_val_psnr_untuned": round(before, 4)}
     return rows, settings
 
 
+def provenance_of(args, space):
+    """What a search checks before using the table (sensitivity_provenance): the data with its
+    split version, the float model's file hash, the config's quantizers and limit."""
+    from solvers.data import sources
+    return {"data": {**sources.data_options(args), "split": sources.SPLIT_VERSION},
+            "float_model_sha256": provenance.sha256_of(args.float_model),
+            **provenance.config_record(args.config, space)}
+
+
 def write_outputs(out, rows, settings):
     from solvers.report import plots
     files.write_csv(os.path.join(out, "sensitivity.csv"), COLUMNS, rows)
-    files.write_yaml(os.path.join(out, "sensitivity.yaml"), settings)
+    settings = {**settings, "csv_sha256": provenance.sha256_of(os.path.join(out, "sensitivity.csv"))}
+    files.write_yaml(os.path.join(out, "sensitivity.yaml"), settings)  # after the csv it describes
     table = {(r["layer"], r["kind"], r["bits"]): r["psnr_drop"] for r in rows}
     plots.sensitivity_heatmap(table, os.path.join(out, "sensitivity.png"),
                               f"{settings['finetune_steps']} fine-tune steps, float32 "
