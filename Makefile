@@ -34,8 +34,12 @@ PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) --scale $(SCALE) \
 	$(if $(DATA),--data $(DATA)) $(if $(LR_DATA),--lr-data $(LR_DATA)) \
 	$(if $(DIV2K_ROOT),--div2k-root $(DIV2K_ROOT)) $(if $(TRAIN_IMAGES),--train-images $(TRAIN_IMAGES)) \
 	$(if $(VAL_IMAGES),--val-images $(VAL_IMAGES)) $(if $(TEST_IMAGES),--test-images $(TEST_IMAGES))
+# SENSITIVITY=path|none: the table for the derived starting points (default: results/sensitivity/
+# when it exists); ALLOW_SENSITIVITY_MISMATCH=1 uses a named one that does not fit the run.
+SENSITIVITY ?=
 SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN)) \
-	$(if $(filter 1,$(FRESH)),--fresh)
+	$(if $(filter 1,$(FRESH)),--fresh) $(if $(SENSITIVITY),--sensitivity $(SENSITIVITY)) \
+	$(if $(filter 1,$(ALLOW_SENSITIVITY_MISMATCH)),--allow-sensitivity-mismatch)
 # WORKERS=N: the search on N worker processes here (Keras Tuner's distributed mode).
 LAUNCH_OPTS = $(if $(WORKERS),--workers $(WORKERS))
 
@@ -68,6 +72,7 @@ help:
 	@echo "           SEED SCALE=3"
 	@echo "           DATA=folder|div2k LR_DATA=folder DIV2K_ROOT=path TRAIN_IMAGES=n VAL_IMAGES=n TEST_IMAGES=n"
 	@echo "           RUN=name FRESH=1 CONFIG=quantization_config.yaml FLOAT_MODEL=path"
+	@echo "           SENSITIVITY=path|none ALLOW_SENSITIVITY_MISMATCH=1   the starting points' table"
 
 # The virtual environment, created on first use and refreshed when requirements.txt changes.
 $(STAMP): requirements.txt

@@ -13,16 +13,9 @@ import errno
 import os
 import sys
 
+from solvers.config import ArgumentParser
+
 OUTPUT_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST)
-
-
-class _Parser(argparse.ArgumentParser):
-    """As solvers.config.ArgumentParser, which this script cannot import before parsing: importing
-    solvers loads TensorFlow (seconds), and a mistyped option should be answered at once."""
-
-    def error(self, message):  # one line and exit 2, as for every other user error
-        print(f"error: autoq.py: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _int_at_least(minimum):
@@ -41,7 +34,8 @@ _positive_int, _count = _int_at_least(1), _int_at_least(0)
 
 
 def parse_args(argv=None):
-    p = _Parser(description=__doc__.split("\n")[0])
+    # solvers.config loads no TensorFlow: a mistyped option is answered at once.
+    p = ArgumentParser(prog="autoq.py", description=__doc__.split("\n")[0])
     p.add_argument("--algo", choices=("random", "bayesian", "hyperband"), default="random")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick")
     p.add_argument("--trials", type=_positive_int, help="search trials (not for hyperband)")
@@ -68,7 +62,11 @@ def parse_args(argv=None):
     p.add_argument("--no-starting-points", action="store_true", help="start the search at random, "
                    "not from the uniform, hand-rule and sensitivity configurations")
     p.add_argument("--sensitivity", default=None, help="make sensitivity's sensitivity.csv for "
-                   "the derived starting points (default: results/sensitivity/ when at this scale)")
+                   "the derived starting points (default: results/sensitivity/ when it exists; "
+                   "none: no table); a table measured on other data, scale, quantizers or float "
+                   "model is refused")
+    p.add_argument("--allow-sensitivity-mismatch", action="store_true", help="use the table "
+                   "--sensitivity names even where it does not fit this run (a warning line each)")
     p.add_argument("--float-model", default=None, help="float32 base7 .keras to start from")
     p.add_argument("--train-float", action="store_true",
                    help="train the float32 reference and save it to --float-model")
@@ -96,6 +94,8 @@ def parse_args(argv=None):
         p.error(f"--role {args.role} needs --oracle host:port")
     if args.oracle and (":" not in args.oracle or not args.oracle.rsplit(":", 1)[1].isdigit()):
         p.error(f"argument --oracle: {args.oracle!r} is not host:port")
+    if args.allow_sensitivity_mismatch and args.sensitivity in (None, "none"):
+        p.error("--allow-sensitivity-mismatch needs --sensitivity PATH: name the table to use")
     if args.workers and (args.role or args.train_float or args.baselines):
         p.error("--workers runs a search: not with --role, --train-float or --baselines")
     if not args.learning_rate > 0:
@@ -112,26 +112,30 @@ def main(argv=None):
         argv = _without(_without(argv, "--workers"), "--oracle")
         trials_csv = os.path.join(args.results_dir, run_name(args), "trials.csv")
         return distributed.launch(__file__, argv, args.workers, args.oracle, trials_csv)
+    from solvers import run_lock
     from solvers.config import ConfigError, load_search_space
     from solvers.networks.layout import layer_names
-    try:  # the config first: no TensorFlow yet, so a mistake in it is answered at once
+    from solvers.run_folder import run_name
+    try:
+        # The config first, with no TensorFlow loaded yet, so that a mistake in it is answered at
+        # once; likewise a search's lock, so that a second process on a running RUN is refused at
+        # once (run.py takes the same lock again: a no-op then).
         if not args.train_float:
             load_search_space(args.config, [n for names in layer_names() for n in names])
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from solvers.search.tuners import SearchStopped
-    try:
+        if not (args.train_float or args.baselines or args.role == "worker"):
+            run_lock.hold(os.path.join(args.results_dir, run_name(args)))
         from solvers import run
-        if args.train_float:
-            return run.train_float(args)
-        return run.uniform_baselines(args) if args.baselines else run.search_and_retrain(args)
+        from solvers.search.tuners import SearchStopped
+        try:
+            if args.train_float:
+                return run.train_float(args)
+            return run.uniform_baselines(args) if args.baselines else run.search_and_retrain(args)
+        except SearchStopped as e:  # not the user's input: trials kept raising (a bug, no memory)
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except SearchStopped as e:  # not the user's input: trials kept raising (a bug, out of memory)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except OSError as e:
         # The output folders cannot be written (read-only, full, a file in the way): the user's
         # to fix, so one line. Files already written stay whole (they are written atomically).

@@ -31,8 +31,9 @@ DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images", "spl
 Table = namedtuple("Table", "path record accepted")
 # The table's value of a key its sensitivity.yaml lacks (None is a value: val_images None = all).
 NOT_RECORDED = "not recorded (a table from before make sensitivity recorded its provenance)"
-HINT = ("re-run make sensitivity with this run's settings, or pass --sensitivity none to search "
-        "without it (--sensitivity PATH --allow-sensitivity-mismatch: use it anyway)")
+HINT = ("re-run make sensitivity with this run's settings, or search without it: SENSITIVITY=none "
+        "(--sensitivity none); to use it anyway: SENSITIVITY=path ALLOW_SENSITIVITY_MISMATCH=1 "
+        "(--sensitivity PATH --allow-sensitivity-mismatch)")
 
 
 def sha256_of(path):
