@@ -25,7 +25,7 @@ from solvers.config_base import ConfigError
 
 # The data options a table depends on (sources.DATA_KEYS but test_images: it never reads the test
 # images), and the split version (sources.SPLIT_VERSION) that decides which image is which.
-DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images", "split")
+COMPARED_DATA_KEYS = ("data", "lr_data", "div2k_root", "train_images", "val_images", "split")
 # A table a search uses: its path, run.yaml's record of it, and the differences from the run that
 # --allow-sensitivity-mismatch accepted (none otherwise).
 Table = namedtuple("Table", "path record accepted")
@@ -91,7 +91,7 @@ def differences(csv_path, record, scale, data, space, float_model=None):
     if record.get("scale") != scale:
         found.append((yaml_path, "scale", record.get("scale", NOT_RECORDED), scale))
     measured_on = record.get("data") or {}
-    for key in DATA_KEYS:
+    for key in COMPARED_DATA_KEYS:
         old = _data_value(key, measured_on[key]) if key in measured_on else NOT_RECORDED
         new = _data_value(key, data.get(key))
         if old != new:
