@@ -10,9 +10,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-import yaml
-
-from solvers import quantizer_text
+from solvers import files, quantizer_text
 from solvers.config_base import ConfigError, check_bits
 from solvers.config_objective import objective as _objective
 from solvers.objective_settings import ObjectiveParams
@@ -80,22 +78,6 @@ PROFILES = {
     "paper": Profile(trials=100, epochs=20, retrain_epochs=180, batch_size=16, patch_size=64,
                      steps_per_epoch=1000, patience=5),
 }
-
-
-def read_yaml(path):
-    """Parsed YAML mapping from `path`, or ConfigError naming the file and the problem."""
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(e, 'problem', e)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
-    return data
 
 
 def _quantizer_bits(path, section, text):
@@ -213,7 +195,7 @@ def _limit_value(where, value, kinds, sections):
 
 def load_search_space(path, layer_names=()):
     """SearchSpace from quantization_config.yaml; layer_names are the names a limit may use."""
-    data = read_yaml(path)
+    data = files.read_yaml(path, expected=f"a mapping with sections {', '.join(SECTIONS)}")
     unknown = set(data) - set(SECTIONS) - set(OPTIONAL_SECTIONS)
     if unknown:
         raise ConfigError(f"{path}: unknown section {min(map(str, unknown))!r}; allowed: "

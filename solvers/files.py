@@ -1,11 +1,37 @@
 """Atomic writes: every file this tool writes goes to a temporary file in the same folder and is
 renamed over its final name, so a kill never leaves half a file (or half a model) under that name,
-and a reader never sees one. One helper for text, YAML, JSON, CSV, copies and Keras models."""
+and a reader never sees one. One helper for text, YAML, JSON, CSV, copies and Keras models; and the
+one YAML reader (configs, run.yaml, summary.yaml, baselines.yaml, sensitivity.yaml)."""
 import json
 import os
 import shutil
 
 import yaml
+
+from solvers.config_base import ConfigError
+
+_REQUIRED = object()
+
+
+def read_yaml(path, missing=_REQUIRED, expected="a YAML mapping"):
+    """The mapping the YAML file at `path` holds. A missing file gives `missing` when one is
+    passed (None: "not written yet"), else an error; an unreadable file, YAML that does not parse
+    (with its line) or a document that is not a mapping (`expected` says what should be there)
+    raise ConfigError naming the file."""
+    if missing is not _REQUIRED and not os.path.isfile(path):
+        return missing
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {expected}")
+    return data
 
 
 def _tmp(path, suffix=".tmp"):

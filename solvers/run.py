@@ -9,14 +9,14 @@ import tensorflow as tf
 import yaml
 
 from solvers import files, run_folder, run_lock, train
-from solvers.networks import float_model
+from solvers.config import PROFILES, ConfigError, load_search_space
 from solvers.data import pipeline, sources
+from solvers.networks import float_model
+from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
 from solvers.report import pareto, records, report_md
 from solvers.search import baselines, distributed, retrain, starting_points, tuners
 from solvers.search import sensitivity_provenance as provenance
 from solvers.search.space import filter_search, search_choices
-from solvers.config import PROFILES, ConfigError, load_search_space
-from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
 
 # Each trial is a new model, so tf.function traces anew; TensorFlow's retracing warning is expected.
 tf.get_logger().setLevel("ERROR")
@@ -240,7 +240,7 @@ def uniform_baselines(args):
     out_dir = os.path.join(args.results_dir, "baselines", name)
     yaml_path, csv_path = (os.path.join(out_dir, f) for f in ("baselines.yaml", "baselines.csv"))
     if os.path.exists(yaml_path):
-        diff = baselines.differences(run_folder.read_yaml(yaml_path),
+        diff = baselines.differences(files.read_yaml(yaml_path),
                                      yaml.safe_load(yaml.safe_dump(wanted)))
         if diff:
             key, old, new = diff[0]

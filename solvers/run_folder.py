@@ -4,10 +4,9 @@ naming the first difference."""
 import os
 import time
 
-import yaml
-
 from solvers import files
 from solvers.config import ConfigError
+
 
 def run_name(args):
     """The run's name: --run, else the algorithm (+ _pretrained when starting from a float model)."""
@@ -17,6 +16,10 @@ def run_name(args):
 # What must not change between a run and its continuation (versions and paths may).
 RESUME_KEYS = ("algo", "profile", "settings", "seed", "scale", "learning_rate", "float_model",
                "data", "objective", "search_space", "tune_filters")
+# A continuation must also derive its starting points from the same sensitivity table (run.yaml's
+# `sensitivity` record: path and hashes), or run.yaml would describe a table the run did not use.
+# Not a worker's check: workers never read the table (the chief's oracle hands out the points).
+CONTINUE_KEYS = RESUME_KEYS + ("sensitivity",)
 
 
 def differences(saved, wanted, keys, prefix=""):
@@ -44,15 +47,6 @@ def first_difference(saved, wanted, keys):
     return next(iter(differences(saved, wanted, keys)), None)
 
 
-def read_yaml(path):
-    try:
-        with open(path) as f:
-            saved = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
-    return saved if isinstance(saved, dict) else {}
-
-
 def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
     """Makes results/<RUN> ready: continues an earlier run with the same settings, refuses one
     with different settings (one line naming the first difference), or with `fresh` moves the
@@ -65,7 +59,7 @@ def prepare_run_dir(run_dir, tb_dir, settings, fresh=False):
                 os.replace(folder, f"{folder}.old-{stamp}")
                 print(f"FRESH=1: moved {folder} to {folder}.old-{stamp}")
     elif os.path.exists(path):
-        diff = first_difference(read_yaml(path), settings, RESUME_KEYS)
+        diff = first_difference(files.read_yaml(path), settings, CONTINUE_KEYS)
         if diff:
             key, old, new = diff
             raise ConfigError(
@@ -93,7 +87,7 @@ def check_worker_settings(run_dir, settings, wait=CHIEF_WAIT):
             raise ConfigError(f"{path}: not written by a chief within {wait} s; start `make "
                               "chief` first, with the same RUN and results folder")
         time.sleep(1)
-    diff = first_difference(read_yaml(path), settings, RESUME_KEYS)
+    diff = first_difference(files.read_yaml(path), settings, RESUME_KEYS)
     if diff:
         key, old, new = diff
         raise ConfigError(f"{path}: the chief runs this search with {key} = {short(old)}, this "

@@ -45,7 +45,8 @@ def _set_settings(argv, space):
 
 def _run_key(argv, space):
     """What a search with ARGV writes to run.yaml (read back), reduced to the matched settings."""
-    args = autoq.parse_args(["--algo", "random", *argv])
+    # --sensitivity none: a local results/sensitivity/ must not change what the test reads
+    args = autoq.parse_args(["--algo", "random", "--sensitivity", "none", *argv])
     conv, act = layer_names()
     settings = run.run_settings(args, "random", run.profile_settings(args), space,
                                 search_choices(space, conv, act))

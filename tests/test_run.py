@@ -23,7 +23,8 @@ def test_same_settings_continue_and_keep_earlier_files(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("key, value", [("algo", "bayesian"), ("settings", {"trials": 3, "epochs": 1}),
-                                        ("search_space", {"conv_0_kernel": ["a"]}), ("seed", 2)])
+                                        ("search_space", {"conv_0_kernel": ["a"]}), ("seed", 2),
+                                        ("sensitivity", {"csv_sha256": "other table"})])
 def test_changed_settings_are_refused_naming_the_difference(tmp_path, key, value):
     run_dir = tmp_path / "r"
     prepare_run_dir(str(run_dir), str(tmp_path / "tb"), SETTINGS)
@@ -31,7 +32,7 @@ def test_changed_settings_are_refused_naming_the_difference(tmp_path, key, value
         prepare_run_dir(str(run_dir), str(tmp_path / "tb"), {**SETTINGS, key: value})
     assert str(e.value).startswith(f"{run_dir / 'run.yaml'}: this run was started with {key}")
     assert "FRESH=1" in str(e.value) and "\n" not in str(e.value)
-    assert yaml.safe_load(open(run_dir / "run.yaml"))[key] == SETTINGS[key]  # not overwritten
+    assert yaml.safe_load(open(run_dir / "run.yaml")).get(key) == SETTINGS.get(key)  # not overwritten
 
 
 def test_fresh_moves_the_old_run_and_logs_aside(tmp_path):
@@ -64,6 +65,9 @@ def test_the_first_difference_is_named_inside_mappings():
 def test_a_worker_refuses_settings_other_than_the_chiefs(tmp_path):
     prepare_run_dir(str(tmp_path / "r"), str(tmp_path / "tb"), SETTINGS)  # as the chief does
     check_worker_settings(str(tmp_path / "r"), dict(SETTINGS))  # the same: accepted
+    # A worker reads no sensitivity table, so the chief's record of one is not its to match.
+    prepare_run_dir(str(tmp_path / "t"), str(tmp_path / "tb"), {**SETTINGS, "sensitivity": {"a": 1}})
+    check_worker_settings(str(tmp_path / "t"), dict(SETTINGS))
     with pytest.raises(ConfigError, match=r"run.yaml: the chief runs this search with "
                                           r"data.data = None, this worker was started with x"):
         check_worker_settings(str(tmp_path / "r"), {**SETTINGS, "data": {"data": "x"}})

@@ -178,13 +178,21 @@ def test_sensitivity_md_marks_the_chosen_width():
     assert between == "| act_0 | activation | 4 | ≤0.70 | 0.70 | -0.02 |"
 
 
-def test_report_section_needs_the_runs_scale(tmp_path):
+def test_report_section_shows_the_table_the_run_used(tmp_path):
+    from solvers.search import sensitivity_provenance as provenance
     folder = tmp_path / "sensitivity"
     folder.mkdir()
-    (folder / "sensitivity.csv").write_text(
+    table = folder / "sensitivity.csv"
+    table.write_text(
         "layer,kind,bits,quantizer,val_psnr,psnr_drop,seconds\nconv_0,bias,4,q,30,0.25,1\n")
     (folder / "sensitivity.yaml").write_text("scale: 3\nfinetune_steps: 10\n")
     layers = [{"name": "conv_0", "kernel_bits": 4, "bias_bits": 4, "activation_bits": 2}]
-    section = "".join(sensitivity.report_section(tmp_path / "run", 3, layers))
-    assert "| conv_0 | bias | 4 | 0.25 | **0.25** |" in section
-    assert sensitivity.report_section(tmp_path / "run", 4, layers) == []
+    used = {"sensitivity": {"table": str(table), "csv_sha256": provenance.sha256_of(str(table))}}
+    section = "".join(sensitivity.report_section(used, layers))
+    assert "| conv_0 | bias | 4 | 0.25 | **0.25** |" in section and "10 fine-tune steps" in section
+    # A run that used no table shows none, whatever lies in results/sensitivity/.
+    assert sensitivity.report_section({"scale": 3}, layers) == []
+    # A table edited since the run is named, its numbers not shown.
+    table.write_text(table.read_text().replace("0.25", "0.35"))
+    section = "".join(sensitivity.report_section(used, layers))
+    assert "changed since this run used it" in section and "0.35" not in section

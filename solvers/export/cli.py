@@ -20,11 +20,11 @@ import time
 import numpy as np
 
 from solvers import config as _config
+from solvers import files
 from solvers.data import sources
 from solvers.evaluate import EvalError, load_model
 from solvers.export import graph as hgraph
 from solvers.export import hls, report, verify
-from solvers.run_folder import read_yaml
 from solvers.search import cost
 
 MODEL_FILES = ("best_model_retrained.keras", "best_model.keras")  # the chosen model, retrained first
@@ -104,7 +104,7 @@ def export(args, progress=print):
         raise hgraph.ExportError(f"RUN: {run_dir}: no such run folder")
     model_path = find_model(run_dir, args.model)
     run_yaml = os.path.join(run_dir, "run.yaml")
-    settings = read_yaml(run_yaml) if os.path.isfile(run_yaml) else {}
+    settings = files.read_yaml(run_yaml, missing={})
     hls.hls4ml()  # before any work: the one-line message if it is missing
     hls.check_compiler()
     scale = int(settings.get("scale", 3))

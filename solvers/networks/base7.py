@@ -19,13 +19,8 @@ from qkeras import QActivation, QConv2D
 
 from solvers.networks.fast_relu import QReLU
 from solvers.networks.layers import ClipPixels, DepthToSpace
-from solvers.networks.layout import (
-    FILTERS_MULTIPLIER,
-    base_filters,
-    hp_name,
-    layer_names,
-    scaled_filters,
-)
+from solvers.networks.layout import (FILTERS_MULTIPLIER, base_filters, hp_name, layer_names,
+                                     scaled_filters)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,7 @@ the YAML/CSV readers that report_md shares. Kept apart from report_md so that mo
 import glob
 import os
 
-import yaml
-
+from solvers import files
 from solvers.config import ConfigError
 from solvers.report import pareto
 from solvers.search import baselines as uniform
@@ -13,20 +12,6 @@ from solvers.search import baselines as uniform
 
 class ReportError(ConfigError):
     """A missing or unreadable run folder or file (one-line message naming the option and path)."""
-
-
-def read_mapping(path):
-    """A YAML mapping, or None when the file does not exist (runs from before run.yaml)."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise ReportError(f"{path}: cannot read YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a YAML mapping")
-    return data
 
 
 def read_baselines(path):
@@ -43,8 +28,8 @@ def read_baselines(path):
 def _set_settings(path):
     """A set's baselines.yaml, or None when it is missing or unreadable (settings unknown)."""
     try:
-        return read_mapping(path)
-    except ReportError:
+        return files.read_yaml(path, missing=None)
+    except ConfigError:
         return None
 
 

@@ -14,22 +14,20 @@ import csv
 import os
 import sys
 
-# solvers first: importing it loads TensorFlow quietly and registers the saved models' layers.
+import numpy as np
+import tensorflow as tf
+
 from solvers import files, metrics
+from solvers.config import ArgumentParser, ConfigError
 from solvers.data import sources
 from solvers.report import pareto, plots
-from solvers.search import cost
-from solvers.search import sensitivity
-from solvers.config import ArgumentParser, ConfigError
-from solvers.report.report_text import (cell, kib, settings_md, splits_md, summary_md, trials_md,
-                                        verdict)
-from solvers.report.pareto import layer_bits, number
+
 # Re-exported: report_md.ReportError is the error its callers know.
 from solvers.report.baseline_match import ReportError, find_baselines, read_baselines
-from solvers.report.baseline_match import read_mapping as _yaml
-
-import numpy as np  # noqa: E402,I001
-import tensorflow as tf
+from solvers.report.pareto import layer_bits, number
+from solvers.report.report_text import (cell, kib, settings_md, splits_md, summary_md, trials_md,
+                                        verdict)
+from solvers.search import cost, sensitivity
 
 PNGS = ("tradeoff", "layer_bits", "progress", "sr_samples")
 CROP = 48      # LR side of the SR sample crops (HR: CROP x scale)
@@ -51,7 +49,7 @@ def load_run(run_dir, option="--run-dir"):
         raise ReportError(f"{option}: {run_dir}: no such run folder")
     if not os.path.isfile(trials):
         raise ReportError(f"{option}: {run_dir}: no trials.csv (the search has not finished)")
-    settings = _yaml(os.path.join(run_dir, "run.yaml")) or {}
+    settings = files.read_yaml(os.path.join(run_dir, "run.yaml"), missing={})
     try:
         columns = pareto.read_csv(trials)[0]
         missing = [c for c in REQUIRED if c not in columns]
@@ -61,7 +59,7 @@ def load_run(run_dir, option="--run-dir"):
         rows, front = pareto.update_run(run_dir, column)
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise ReportError(f"{option}: {trials}: cannot read or update ({e})") from None
-    summary = _yaml(os.path.join(run_dir, "summary.yaml"))
+    summary = files.read_yaml(os.path.join(run_dir, "summary.yaml"), missing=None)
     done = [rows[i] for i in pareto.candidates(rows) if number(rows[i]["val_score"]) is not None]
     # summary.yaml names the tuner's pick; older runs have none: the best val_score is that pick.
     wanted = summary and str(summary.get("best_trial"))
@@ -170,8 +168,8 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
         + "\n", "## Plots\n", splits_md(run), *(f"![{name}]({name}.png)\n" for name, _ in made),
         *notes,
         "## Chosen model\n", summary_md(run),
-        # make sensitivity's table, when one at the run's scale is next to the run folder
-        *sensitivity.report_section(run_dir, settings.get("scale", 3), run["layers"]),
+        # the sensitivity table the run's starting points came from (run.yaml records it)
+        *sensitivity.report_section(settings, run["layers"]),
         "## Settings\n", settings_md(settings),
         "## All trials, best val_score first\n",
         f"Sizes in KiB (8192 bits); metrics at each trial's best-val_score epoch; Pareto: not "

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from scipy.stats import spearmanr
 
-from solvers import files, run_folder
+from solvers import files
 from solvers.networks.base7 import quantizers_from_hp
 from solvers.networks.layout import base_filters, layer_names
 from solvers.report import pareto
@@ -259,7 +259,7 @@ def objective_md(trials, seeds, column):
 def write_study(out, seeds, settings, elapsed):
     """study.md and study.png in `out`; returns study.md's path."""
     points, trials = _rows(out, seeds)
-    runs = {s: run_folder.read_yaml(os.path.join(out, f"seed{s}", "search", "run.yaml"))
+    runs = {s: files.read_yaml(os.path.join(out, f"seed{s}", "search", "run.yaml"))
             for s in seeds}
     column = pareto.cost_column(runs[seeds[0]])  # the goal's cost
     plot(points, trials, seeds, column, os.path.join(out, "study.png"))

@@ -93,6 +93,7 @@ def probes(space, layers=None, widths=None):
 def _model(quantizers, float_weights, args):
     """base7 with these quantizers (other layers float32), from the float weights, compiled."""
     import keras
+
     from solvers import train
     from solvers.networks.base7 import base7, copy_float_weights
     keras.backend.clear_session()  # a hundred models in one process: keep Keras' state small
@@ -207,33 +208,35 @@ def _drop_at(table, layer, kind, bits):
     return f"≤{table[(layer, kind, max(below))]:.2f}" if below else "–"
 
 
-def report_section(run_dir, scale, layers):
-    """report.md's lines on sensitivity: [] unless <run dir's parent>/sensitivity holds a
-    measurement at the run's scale. layers: summary.yaml's (conv_i with kernel_bits, bias_bits
-    and activation_bits, the width of act_i after it)."""
-    folder = os.path.join(os.path.dirname(os.path.normpath(run_dir)), "sensitivity")
-    csv_path, yaml_path = (os.path.join(folder, f"sensitivity.{ext}") for ext in ("csv", "yaml"))
-    if not (os.path.isfile(csv_path) and os.path.isfile(yaml_path)):
+def report_section(run_settings, layers):
+    """report.md's lines on sensitivity: the table the run's starting points came from (run.yaml's
+    `sensitivity` record), [] for a run that used none. A table whose file changed since (its hash
+    is not the recorded one) is named, not shown. layers: summary.yaml's (conv_i with kernel_bits,
+    bias_bits and activation_bits, the width of act_i after it)."""
+    record = (run_settings or {}).get("sensitivity") or {}
+    csv_path = record.get("table")
+    if not csv_path:
         return []
-    import yaml
+    heading = "## Sensitivity of each layer\n"
     try:
-        with open(yaml_path) as f:
-            settings = yaml.safe_load(f) or {}
-        if settings.get("scale") != scale:
-            return []
+        if provenance.sha256_of(csv_path) != record.get("csv_sha256"):
+            return [heading, f"{csv_path}: changed since this run used it (its sha256 differs from "
+                             "run.yaml's), so its numbers are not shown\n"]
+        measured = files.read_yaml(os.path.join(os.path.dirname(csv_path), "sensitivity.yaml"))
         table = read_table(csv_path)
-    except (OSError, yaml.YAMLError, KeyError, ValueError, AttributeError) as e:
-        return ["## Sensitivity of each layer\n", f"{csv_path}: unreadable ({e})\n"]
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        return [heading, f"{csv_path}: unreadable ({e})\n"]
     chosen = {}
     for i, layer in enumerate(layers or []):
         chosen.update({(layer["name"], k): layer.get(f"{k}_bits") for k in ("kernel", "bias")})
         chosen[(f"act_{i}", "activation")] = layer.get("activation_bits")
-    return ["## Sensitivity of each layer\n",
+    return [heading,
             (f"Validation PSNR lost (dB) when only that layer's quantizer is quantized, from "
-             f"the float model {settings.get('float_model')} ({settings.get('float_val_psnr')} "
-             f"dB), after {settings.get('finetune_steps')} fine-tune steps (make sensitivity; "
-             f"{csv_path}). The chosen width is in bold; ≤: not measured, at most the drop at "
-             "the next narrower width.\n"), sensitivity_md(table, chosen)]
+             f"the float model {measured.get('float_model')} ({measured.get('float_val_psnr')} "
+             f"dB), after {measured.get('finetune_steps')} fine-tune steps (make sensitivity; "
+             f"{csv_path}, the table this run's starting points came from). The chosen width is "
+             "in bold; ≤: not measured, at most the drop at the next narrower width.\n"),
+            sensitivity_md(table, chosen)]
 
 
 def main(argv=None):
