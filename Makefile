@@ -37,20 +37,30 @@ PROFILE_OPTS = --profile $(PROFILE) --seed $(SEED) --scale $(SCALE) \
 # SENSITIVITY=path|none: the table for the derived starting points (default: results/sensitivity/
 # when it exists); ALLOW_SENSITIVITY_MISMATCH=1 uses a named one that does not fit the run.
 SENSITIVITY ?=
-SEARCH_OPTS = $(PROFILE_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN)) \
+# BUDGET=uniform3|35%|<cost>|none: the best validation PSNR at cost <= BUDGET (GOAL=bits|bops|energy
+# its unit; BAND=0.9 keeps proposals within [BAND x BUDGET, BUDGET]); FINALISTS=3: the best trials
+# retrained to the full budget, the best of them the answer; NO_HAND_RULES=1: no hand-rule start.
+GOAL ?=
+BUDGET ?=
+BAND ?=
+FINALISTS ?=
+GOAL_OPTS = $(if $(GOAL),--goal $(GOAL)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(BAND),--band $(BAND)) \
+	$(if $(FINALISTS),--finalists $(FINALISTS)) $(if $(filter 1,$(NO_HAND_RULES)),--no-hand-rules)
+SEARCH_OPTS = $(PROFILE_OPTS) $(GOAL_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN)) \
 	$(if $(filter 1,$(FRESH)),--fresh) $(if $(SENSITIVITY),--sensitivity $(SENSITIVITY)) \
 	$(if $(filter 1,$(ALLOW_SENSITIVITY_MISMATCH)),--allow-sensitivity-mismatch)
 # WORKERS=N: the search on N worker processes here (Keras Tuner's distributed mode).
 LAUNCH_OPTS = $(if $(WORKERS),--workers $(WORKERS))
 
-ALGOS := random bayesian hyperband
+ALGOS := random bayesian hyperband evolution
 .PHONY: help venv div2k baselines study $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make venv                               create .venv and install requirements.txt (any target does)"
-	@echo "make random | bayesian | hyperband      search per-layer quantizers from scratch"
-	@echo "make pretrained_random | _bayesian | _hyperband   search from the float32 model (built once)"
+	@echo "make random | bayesian | hyperband | evolution   search per-layer quantizers from scratch"
+	@echo "make pretrained_random | _bayesian | _hyperband | _evolution   search from the float32 model (built once)"
+	@echo "make random GOAL=bops BUDGET=uniform3   the best validation PSNR at or under uniform 3-bit's BOPs"
 	@echo "make random WORKERS=2                   the same search on 2 worker processes"
 	@echo "make chief ORACLE=host:port [ALGO=random], make worker ORACLE=host:port ID=k   several machines"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
@@ -73,6 +83,7 @@ help:
 	@echo "           DATA=folder|div2k LR_DATA=folder DIV2K_ROOT=path TRAIN_IMAGES=n VAL_IMAGES=n TEST_IMAGES=n"
 	@echo "           RUN=name FRESH=1 CONFIG=quantization_config.yaml FLOAT_MODEL=path"
 	@echo "           SENSITIVITY=path|none ALLOW_SENSITIVITY_MISMATCH=1   the starting points' table"
+	@echo "           GOAL=bits|bops|energy BUDGET=uniform3|35%|cost|none BAND=0.9 FINALISTS=3 NO_HAND_RULES=1"
 
 # The virtual environment, created on first use and refreshed when requirements.txt changes.
 $(STAMP): requirements.txt
@@ -119,25 +130,35 @@ SENSITIVITY_OPTS = --float-model $(FLOAT_MODEL) --config $(CONFIG) --seed $(SEED
 sensitivity: $(FLOAT_MODEL) $(STAMP)
 	$(PY) -m solvers.search.sensitivity $(SENSITIVITY_OPTS)
 
-# Does the search beat uniform quantization (solvers/study.py)? For each of SEEDS: one search
-# (STUDY_ALGO, TRIALS: the study's default when unset), then the uniform baselines, float32, the
-# hand rule and the search's picks at equal cost, each trained from scratch for EPOCHS +
-# RETRAIN_EPOCHS, scored on the held-out test images; results/study/study.md and study.png.
-# Uses results/sensitivity/sensitivity.csv for derived starting points when it exists.
+# At a budget, does the search beat uniform quantization, the hand rules and the exact allocation
+# (solvers/study.py)? For each of SEEDS, GOALS, BUDGETS and ALGOS (on the command line; else
+# STUDY_ALGOS) one budgeted search (--no-hand-rules, the sensitivity table's exact allocation among
+# its starting points, FINALISTS retrained RETRAIN_EPOCHS more epochs; TRIALS, EPOCHS: the
+# study's defaults when unset, sized to keep 3 seeds within 2 hours on 2 cores); per seed the
+# references (uniform 2/3/4/8-bit, float32, both hand rules, the exact allocation alone at each
+# goal and budget) trained from scratch for EPOCHS + RETRAIN_EPOCHS; all scored on the held-out
+# test images: STUDY_OUT/study.md and study.png. The bits row: make study GOALS=bits BUDGETS=uniform3
+# (the same STUDY_OUT shares the references; study.md then covers every search there).
 SEEDS ?= 1 2 3
-STUDY_ALGO ?= random
+GOALS ?= bops
+BUDGETS ?= uniform3 uniform4
+STUDY_ALGOS ?= random evolution
 STUDY_OUT ?= results/study
-# The sensitivity table is built first when missing (it gives the derived starting points).
+# The sensitivity table is built first when missing (it gives the exact allocation);
+# SENSITIVITY=path|none names another (none: no exact allocation).
 SENSITIVITY_CSV := results/sensitivity/sensitivity.csv
 $(SENSITIVITY_CSV): | $(FLOAT_MODEL) $(STAMP)
 	$(PY) -m solvers.search.sensitivity $(SENSITIVITY_OPTS)
 
 .PHONY: study
-study: $(SENSITIVITY_CSV) $(STAMP)
-	$(PY) -m solvers.study --seeds $(SEEDS) --algo $(STUDY_ALGO) --profile $(PROFILE) \
-		--config $(CONFIG) --out $(STUDY_OUT) $(if $(TRIALS),--trials $(TRIALS)) \
+study: $(if $(SENSITIVITY),,$(SENSITIVITY_CSV)) $(STAMP)
+	$(PY) -m solvers.study --seeds $(SEEDS) --goals $(GOALS) --budgets $(BUDGETS) \
+		--algos $(if $(filter command line,$(origin ALGOS)),$(ALGOS),$(STUDY_ALGOS)) \
+		--profile $(PROFILE) --config $(CONFIG) --scale $(SCALE) --out $(STUDY_OUT) \
+		--sensitivity $(or $(SENSITIVITY),$(SENSITIVITY_CSV)) $(if $(TRIALS),--trials $(TRIALS)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
-		$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS))
+		$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS)) \
+		$(if $(FINALISTS),--finalists $(FINALISTS)) $(if $(BAND),--band $(BAND))
 
 # Uniform-width references for the report, trained like one search trial (BASELINE_EPOCHS: longer),
 # into results/baselines/<RUN, else PROFILE plus what differs from the defaults, e.g.

@@ -36,7 +36,8 @@ _positive_int, _count = _int_at_least(1), _int_at_least(0)
 def parse_args(argv=None):
     # solvers.config loads no TensorFlow: a mistyped option is answered at once.
     p = ArgumentParser(prog="autoq.py", description=__doc__.split("\n")[0])
-    p.add_argument("--algo", choices=("random", "bayesian", "hyperband"), default="random")
+    p.add_argument("--algo", choices=("random", "bayesian", "hyperband", "evolution"),
+                   default="random")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick")
     p.add_argument("--trials", type=_positive_int, help="search trials (not for hyperband)")
     p.add_argument("--epochs", type=_positive_int, help="epochs per trial (hyperband: at most)")
@@ -59,6 +60,17 @@ def parse_args(argv=None):
     p.add_argument("--test-images", type=_positive_int,
                    help="use the first n test (held-out) images")
     p.add_argument("--config", default="quantization_config.yaml", help="search space YAML")
+    p.add_argument("--goal", choices=("bits", "bops", "energy"),
+                   help="the cost the search weighs (default: the config's goal: type)")
+    p.add_argument("--budget", help="the best validation PSNR at cost <= this: a cost in the "
+                   "goal's unit, uniformN (every layer at N bits), P%% of the reference, or none "
+                   "(default: the config's goal: budget; without one, the blended score)")
+    p.add_argument("--band", type=float, help="with a budget, proposals lie between band x "
+                   "budget and the budget (default: the config's, 0.9)")
+    p.add_argument("--finalists", type=_positive_int, default=3, help="the best trials retrained "
+                   "for --retrain-epochs each; the best of them on validation is the answer")
+    p.add_argument("--no-hand-rules", action="store_true", help="leave the hand rules out of the "
+                   "starting points (make study: the automation on its own)")
     p.add_argument("--no-starting-points", action="store_true", help="start the search at random, "
                    "not from the uniform, hand-rule and sensitivity configurations")
     p.add_argument("--sensitivity", default=None, help="make sensitivity's sensitivity.csv for "
@@ -98,6 +110,13 @@ def parse_args(argv=None):
         p.error("--allow-sensitivity-mismatch needs --sensitivity PATH: name the table to use")
     if args.workers and (args.role or args.train_float or args.baselines):
         p.error("--workers runs a search: not with --role, --train-float or --baselines")
+    if args.budget is not None or args.band is not None:
+        from solvers.config import ConfigError, with_goal_options
+        from solvers.config import SearchSpace as _Space
+        try:  # the budget's form and the band, checked on an empty space before any file is read
+            with_goal_options(_Space({}, {}, {}), budget=args.budget, band=args.band)
+        except ConfigError as e:
+            p.error(str(e))
     if not args.learning_rate > 0:
         p.error(f"argument --learning-rate: {args.learning_rate} must be > 0")
     return args
@@ -113,7 +132,7 @@ def main(argv=None):
         trials_csv = os.path.join(args.results_dir, run_name(args), "trials.csv")
         return distributed.launch(__file__, argv, args.workers, args.oracle, trials_csv)
     from solvers import run_lock
-    from solvers.config import ConfigError, load_search_space
+    from solvers.config import ConfigError, load_search_space, with_goal_options
     from solvers.networks.layout import layer_names
     from solvers.run_folder import run_name
     try:
@@ -121,7 +140,9 @@ def main(argv=None):
         # once; likewise a search's lock, so that a second process on a running RUN is refused at
         # once (run.py takes the same lock again: a no-op then).
         if not args.train_float:
-            load_search_space(args.config, [n for names in layer_names() for n in names])
+            with_goal_options(load_search_space(args.config, [n for names in layer_names()
+                                                              for n in names]),
+                              args.goal, args.budget, args.band)
         if not (args.train_float or args.baselines or args.role == "worker"):
             run_lock.hold(os.path.join(args.results_dir, run_name(args)))
         from solvers import run

@@ -8,10 +8,12 @@ import argparse
 import math
 import re
 import sys
+import dataclasses
 from dataclasses import dataclass, field
 
 from solvers import files, quantizer_text
 from solvers.config_base import ConfigError, check_bits
+from solvers.config_objective import check_band, parse_budget
 from solvers.config_objective import objective as _objective
 from solvers.objective_settings import ObjectiveParams
 
@@ -230,3 +232,20 @@ def _tune_filters(path, data):
                               f"regular expression ({e})") from None
     return {"tune_filters": mode, "tune_filters_multipliers": tuple(float(x) for x in multipliers),
             "tune_filters_exceptions": exceptions}
+
+
+def with_goal_options(space, goal=None, budget=None, band=None):
+    """`space` with the command line's --goal (a goal type), --budget (text: a budget form, or
+    "none" to drop the YAML's) and --band applied over the YAML's goal: section; None keeps it."""
+    changes = {}
+    if goal is not None:
+        changes["type"] = goal
+    if budget is not None:
+        changes["budget"] = None if budget == "none" else parse_budget("--budget", budget)
+    if band is not None:
+        changes["band"] = check_band("--band", band)
+    if not changes:
+        return space
+    objective = dataclasses.replace(space.objective,
+                                    goal=dataclasses.replace(space.objective.goal, **changes))
+    return dataclasses.replace(space, objective=objective)

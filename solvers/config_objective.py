@@ -13,11 +13,12 @@ def objective(path, data):
         raise ConfigError(f"{path}: objective: expected a mapping of delta_p, delta_n, rate, "
                           "stress, ref_bits")
     defaults = ObjectiveParams()
-    unknown = set(raw) - set(defaults.__dataclass_fields__) - {"goal"}
+    keys = [k for k in defaults.__dataclass_fields__ if k not in NOT_YAML_KEYS]
+    unknown = set(raw) - set(keys)
     if unknown:
         raise ConfigError(f"{path}: objective: unknown key {min(map(str, unknown))!r}; allowed: "
-                          f"{', '.join(k for k in defaults.__dataclass_fields__ if k != 'goal')} "
-                          "(the cost model is the top-level goal: section)")
+                          f"{', '.join(keys)} (the cost model and a budget are the top-level "
+                          "goal: section)")
     values = {**defaults.__dict__, **raw}
     for key in ("delta_p", "delta_n", "rate", "stress"):
         if isinstance(values[key], bool) or not isinstance(values[key], (int, float)):
@@ -34,11 +35,51 @@ def objective(path, data):
     if worst < 0 and 1 + worst * values["delta_n"] / 100 <= 0:
         raise ConfigError(f"{path}: objective: delta_n {values['delta_n']} is too large: a float32 "
                           f"model would get a non-positive divisor; use delta_n < {-100 / worst:.1f}")
-    return ObjectiveParams(**{k: values[k] for k in defaults.__dataclass_fields__ if k != "goal"},
-                           goal=goal(path, data))
+    return ObjectiveParams(**{k: values[k] for k in keys}, goal=goal(path, data))
 
 
+NOT_YAML_KEYS = ("goal", "budget_cost")  # goal: its own section; budget_cost: resolved per run
 GOAL_TYPES = ("bits", "bops", "energy")
+BUDGET_FORMS = ("a cost in the goal's unit (a number > 0), uniformN (the cost of every layer at N "
+                "bits as the limit leaves it), P% (of the reference: every layer at ref_bits), "
+                "{uniform: N} or {fraction: F}")
+
+
+def parse_budget(where, value):
+    """A budget as the user writes it (YAML value or --budget text) -> ("cost", c) |
+    ("uniform", bits) | ("fraction", f), or None for none; ConfigError naming `where` and the
+    forms allowed otherwise."""
+    def bad():
+        return ConfigError(f"{where}: {value!r} is not a budget; allowed: {BUDGET_FORMS}")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in ("uniform", "fraction", "cost"):
+            raise bad()
+        kind, number = next(iter(value.items()))
+        if kind == "uniform":
+            return "uniform", check_bits(f"{where}: uniform", number)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not number > 0:
+            raise bad()
+        return kind, float(number)
+    if isinstance(value, bool):
+        raise bad()
+    if isinstance(value, (int, float)):
+        if not 0 < value < math.inf:
+            raise bad()
+        return "cost", float(value)
+    text = str(value).strip().replace(" ", "").lower()
+    try:
+        if text.startswith("uniform"):
+            return "uniform", check_bits(where, int(text[len("uniform"):]))
+        if text.endswith("%"):
+            fraction = float(text[:-1]) / 100
+            if not 0 < fraction < math.inf:
+                raise bad()
+            return "fraction", fraction
+        return parse_budget(where, float(text))
+    except ValueError:
+        raise bad() from None
 # The values QTools knows (qkeras/qtools: config_public.py, run_qtools.py) and AutoQKeras passes.
 GOAL_CHOICES = {"type": GOAL_TYPES, "process": ("horowitz",),
                 "parameters_on_memory": ("sram", "dram", "fixed"),
@@ -71,6 +112,8 @@ def goal(path, data):
         raise ConfigError(f"{path}: goal: input_hw: {values['input_hw']!r} is not [height, width] "
                           "of the reference LR input in pixels (1 to 4096 each)")
     values["input_hw"] = tuple(hw)
+    values["budget"] = parse_budget(f"{path}: goal: budget", values["budget"])
+    values["band"] = check_band(f"{path}: goal: band", values["band"])
     if not isinstance(values["rd_wr_on_io"], bool):
         raise ConfigError(f"{path}: goal: rd_wr_on_io: {values['rd_wr_on_io']!r} is not true or false")
     if isinstance(values["min_sram_size"], bool) or not isinstance(values["min_sram_size"], int) \
@@ -78,3 +121,11 @@ def goal(path, data):
         raise ConfigError(f"{path}: goal: min_sram_size: {values['min_sram_size']!r} is not an "
                           "integer >= 0")
     return Goal(**values)
+
+
+def check_band(where, band):
+    """The budget band's lower fraction, a number in (0, 1]."""
+    if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0 < band <= 1:
+        raise ConfigError(f"{where}: {band!r} is not a number in (0, 1] (proposals are kept "
+                          "between band x budget and the budget)")
+    return float(band)

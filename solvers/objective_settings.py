@@ -18,6 +18,18 @@ class Goal:
     rd_wr_on_io: bool = False
     reference_internal: str = "int8"
     reference_accumulator: str = "int32"
+    # A budget the user names (config_objective.parse_budget's normal form): ("cost", c) in the
+    # goal's unit, ("uniform", b) the cost of every layer at b bits as the limit leaves it, or
+    # ("fraction", f) of the reference (the network at ref_bits); None: the blended objective.
+    budget: tuple = None
+    band: float = 0.9            # proposals are kept within [band * budget, budget]
+
+    def budget_text(self):
+        """The budget as the user writes it (uniform3, 35%, 1.2e+09), or None."""
+        if self.budget is None:
+            return None
+        kind, value = self.budget
+        return {"uniform": f"uniform{value}", "fraction": f"{value * 100:g}%"}.get(kind, f"{value:g}")
 
 
 @dataclass(frozen=True)
@@ -33,3 +45,7 @@ class ObjectiveParams:
     stress: float = 1.0
     ref_bits: int = 8
     goal: Goal = field(default_factory=Goal)  # the YAML's `goal:` section: what costs
+    # The budget in the goal's unit, resolved from goal.budget for this run's network and space
+    # (search/budget.py); None without a budget. Not a YAML key: run.search_setup sets it. With
+    # it, val_score is the negated validation PSNR (search/objective.py).
+    budget_cost: float = None

@@ -9,12 +9,12 @@ import tensorflow as tf
 import yaml
 
 from solvers import files, run_folder, run_lock, train
-from solvers.config import PROFILES, ConfigError, load_search_space
+from solvers.config import PROFILES, ConfigError, load_search_space, with_goal_options
 from solvers.data import pipeline, sources
 from solvers.networks import float_model
 from solvers.networks.base7 import MyHyperModel, base7, layer_names, quantizer_values
 from solvers.report import pareto, records, report_md
-from solvers.search import baselines, distributed, retrain, starting_points, tuners
+from solvers.search import baselines, budget, distributed, finalists, starting_points, tuners
 from solvers.search import sensitivity_provenance as provenance
 from solvers.search.space import filter_search, search_choices
 
@@ -92,8 +92,16 @@ def run_settings(args, run_name, profile, space, choices, filters=None):
 
 def _fit_fn(objective, patience=0):
     """train.fit for the trials, stopping a trial whose val_score has not improved for
-    `patience` epochs (0: never)."""
+    `patience` epochs (0: never). Under a budget, a model that costs more is refused before its
+    first step (the oracles never propose one: this is the guarantee, measured on the model)."""
     def fit(model, *args, callbacks=(), **kwargs):
+        if objective.budget_cost is not None:
+            from solvers.search import cost
+            spent = cost.costs(model, objective.goal)["cost"]
+            if spent > objective.budget_cost * (1 + 1e-9):
+                import keras_tuner
+                raise keras_tuner.errors.FailedTrialError(
+                    f"over budget: costs {spent:.6g}, budget {objective.budget_cost:.6g}")
         if patience:
             stop = keras.callbacks.EarlyStopping(monitor="val_score", mode="min", patience=patience)
             callbacks = [*callbacks, stop]
@@ -124,7 +132,7 @@ def sensitivity_table(args, space):
     return provenance.Table(path, provenance.run_record(path, record, found), found)
 
 
-def starting_points_of(args, space, choices, filters):
+def starting_points_of(args, space, choices, filters, model=None):
     """The first trials (search/starting_points.py), printed; none with --no-starting-points, and
     none on a worker: the chief's oracle hands them out (computing them takes up to half a minute)."""
     if args.no_starting_points or args.role == "worker":
@@ -133,28 +141,40 @@ def starting_points_of(args, space, choices, filters):
     for difference in table.accepted if table else ():
         print(f"warning: {table.path}: used although {provenance.describe(difference)} "
               "(--allow-sensitivity-mismatch)", flush=True)
+    goal = space.objective.goal
     trials = starting_points.for_search(space, choices, filters, args.scale,
-                                        table.path if table else None)
+                                        table.path if table else None, cost_model=model,
+                                        budget=space.objective.budget_cost, band=goal.band,
+                                        hand_rules=not args.no_hand_rules)
     print(f"starting points ({len(trials)}, first): {', '.join(label for label, _ in trials)}"
-          + (f" (sensitivity: {table.path})" if table else ""), flush=True)
+          + (f" (sensitivity: {table.path})" if table else "")
+          + (f"; only those within [{goal.band:g} x budget, budget]"
+             if space.objective.budget_cost is not None else ""), flush=True)
     return trials
 
 
 def search_setup(args):
-    """(profile, space, choices, filters, settings) of a search: what run.yaml records."""
+    """(profile, space, choices, filters, cost model, settings) of a search: what run.yaml
+    records. The space's objective carries the budget resolved in the goal's unit."""
     profile = profile_settings(args)
     conv_names, act_names = layer_names()
-    space = load_search_space(args.config, conv_names + act_names)
+    space = with_goal_options(load_search_space(args.config, conv_names + act_names),
+                              args.goal, args.budget, args.band)
     choices = search_choices(space, conv_names, act_names, args.config)
     filters = filter_search(space, args.scale, path=args.config)  # None: tune_filters none
+    model = budget.cost_model(space, args.scale)
+    where = "--budget" if args.budget is not None else f"{args.config}: goal: budget"
+    budget_cost = budget.resolve(space, args.scale, choices, model, filters, where)
+    space = dataclasses.replace(space, objective=dataclasses.replace(space.objective,
+                                                                     budget_cost=budget_cost))
     settings = run_settings(args, run_folder.run_name(args), profile, space, choices, filters)
-    return profile, space, choices, filters, settings
+    return profile, space, choices, filters, model, settings
 
 
 def search_and_retrain(args):
     """The main job: search the quantizers, retrain the winner, write the run's files."""
     started = time.time()
-    profile, space, choices, filters, settings = search_setup(args)
+    profile, space, choices, filters, model, settings = search_setup(args)
     float_weights = float_model.load_float_weights(args.float_model, args.scale) if args.float_model else None
     train_ds, val_ds, test_ds = datasets(args, profile)
     run_name = run_folder.run_name(args)
@@ -179,12 +199,14 @@ def search_and_retrain(args):
     names = list(choices) + list(filters.choices() if filters else {})  # the hyperparameters
     columns = records.trial_columns(names, choices)  # and each layer's quantizer string
 
-    def write_trials_csv(oracle):  # after every trial: an interrupted search still shows its trials
-        rows = records.trial_rows(oracle, names, os.path.join(run_dir, "tuner"), choices)
+    def write_trials_csv(oracle, finals=None):  # after every trial, and with the finalists
+        rows = records.trial_rows(oracle, names, os.path.join(run_dir, "tuner"), choices, finals)
         records.write_trials_csv(os.path.join(run_dir, "trials.csv"), rows, columns)
     tuner = tuners.make_tuner(args.algo, hypermodel, bits_of, profile.trials, profile.epochs,
                               args.seed, run_dir, on_trial_recorded=write_trials_csv,
-                              starting_points=starting_points_of(args, space, choices, filters))
+                              starting_points=starting_points_of(args, space, choices, filters,
+                                                                 model),
+                              band=budget.band_of(space, choices, filters, model, args.scale))
     print(f"run {run_name}: {args.algo} search, profile {args.profile} ({profile}), "
           f"{'from ' + args.float_model if args.float_model else 'from scratch'}", flush=True)
     if args.role == "chief":
@@ -196,9 +218,10 @@ def search_and_retrain(args):
     write_trials_csv(tuner.oracle)  # also for a resumed search that had no trial left to run
     if not any(t.status == "COMPLETED" for t in tuner.oracle.trials.values()):
         raise ConfigError(f"{run_dir}: every trial failed; see trials.csv")
-    values, before, after = retrain.retrain_best(
-        tuner, train_ds, val_ds, profile.epochs, profile.retrain_epochs, profile.steps_per_epoch,
-        space.objective, run_dir, tb_dir)
+    count = args.finalists if profile.retrain_epochs > 0 else 1  # nothing to tell them apart
+    values, before, after, picked = finalists.pick(
+        tuner, count, profile, space.objective, (train_ds, val_ds), run_dir, tb_dir,
+        write_trials_csv)
     # The winner on the held-out test images: it was chosen on validation, so only these figures
     # are free of the selection's optimism. The retrained model (as retrain kept it) gives psnr and
     # loss; the searched one (best_model.keras, one trial's budget) psnr_search and loss_search,
@@ -212,9 +235,10 @@ def search_and_retrain(args):
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale,
                               filters=hypermodel.filters_of(values))
     best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))
-    files.write_yaml(os.path.join(run_dir, "summary.yaml"), records.summary_record(
-        best, tuner.oracle.get_best_trials(1)[0].trial_id, values, before, after,
-        space.objective.goal, test=test, val_images=int(val_ds.cardinality())))
+    files.write_yaml(os.path.join(run_dir, "summary.yaml"), {**records.summary_record(
+        best, picked["winner"]["trial_id"], values, before, after,
+        space.objective.goal, test=test, val_images=int(val_ds.cardinality())), **picked,
+        "elapsed_s": round(time.time() - started, 1)})
     print("\n" + records.summary(best, values, before, after, test=test))
     report_path = report_md.make_report(run_dir, tb_dir=tb_dir)  # baselines: a matching set
     print(f"report: {report_path}")

@@ -20,12 +20,14 @@ def _worker(project_dir, trial_id):
         return f.read().strip()
 
 
-def trial_rows(oracle, hp_names, project_dir=None, choices=None):
+def trial_rows(oracle, hp_names, project_dir=None, choices=None, finals=None):
     """One dict per trial: id, status, epochs trained, each hyperparameter in `hp_names`, each
     quantizer string (conv_0_kernel...: base7.quantizer_values of `choices`, when given), and the
     metrics of the epoch with the best val_score (not each metric's own best, which could come
-    from different epochs)."""
+    from different epochs). finals: {trial_id: (finalist rank, val PSNR after its retrain)} of
+    the finalists (search/finalists.py), once they are retrained."""
     rows = []
+    finals = finals or {}
     for trial_id, trial in sorted(oracle.trials.items()):
         values = trial.hyperparameters.values
         # Keras Tuner calls a trial that raised INVALID (FAILED when it raised FailedTrialError):
@@ -36,6 +38,8 @@ def trial_rows(oracle, hp_names, project_dir=None, choices=None):
                "reason": reason[0] if reason else "", "worker": _worker(project_dir, trial_id),
                # which starting point this is (search/starting_points.py), empty for one the search chose
                "start": (getattr(oracle, "start_label", lambda v: None)(values) or ""),
+               "finalist": finals.get(trial_id, ("", ""))[0],
+               "final_val_psnr": finals.get(trial_id, ("", ""))[1],
                **{name: values.get(name, "") for name in hp_names},
                **(quantizer_values(choices, values) if choices else {})}
         metrics = trial.metrics
@@ -60,7 +64,8 @@ def trial_columns(hp_names, choices=None):
 
 def write_trials_csv(path, rows, hp_names):
     """trials.csv; hp_names: its hyperparameter and quantizer columns (trial_columns)."""
-    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "start", "worker", "reason"]
+    columns = ["trial_id", "status", "best_epoch", *METRICS, *hp_names, "start", "finalist",
+               "final_val_psnr", "worker", "reason"]
     files.write_csv(path, columns, rows)
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from solvers import files, metrics
 from solvers.config import ArgumentParser, ConfigError
 from solvers.data import sources
-from solvers.report import pareto, plots
+from solvers.report import finalists_md, pareto, plots
 
 # Re-exported: report_md.ReportError is the error its callers know.
 from solvers.report.baseline_match import ReportError, find_baselines, read_baselines
@@ -167,7 +167,7 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
         f"# Run report: {run['name']}\n", "## Verdict\n", verdict(run, baselines, match)
         + "\n", "## Plots\n", splits_md(run), *(f"![{name}]({name}.png)\n" for name, _ in made),
         *notes,
-        "## Chosen model\n", summary_md(run),
+        "## Chosen model\n", summary_md(run), *finalists_md.section(run.get("summary")),
         # the sensitivity table the run's starting points came from (run.yaml records it)
         *sensitivity.report_section(settings, run["layers"]),
         "## Settings\n", settings_md(settings),

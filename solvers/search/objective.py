@@ -13,6 +13,11 @@ AutoQKeras' "forgiving factor", made correct for a loss (lower is better):
 
 Each halving of cost (rate 2) forgives delta_p % of loss; each doubling costs delta_n %. AutoQKeras
 maximized accuracy × (1 + delta); applying that product to a loss would reward a worse model.
+
+With a budget (goal: {budget: ...}, resolved into params.budget_cost) the question is another one:
+the best validation PSNR at cost <= budget. Then val_score = -val_psnr (dB), so that the tuner,
+which minimizes val_score, keeps the best PSNR; the budget itself is kept by the oracles (a
+proposal over it is never a trial) and by the trials' fit (run._fit_fn refuses to train one).
 """
 import math
 
@@ -77,5 +82,8 @@ class ScoreCallback(keras.callbacks.Callback):
         if logs is None or "val_loss" not in logs:
             return
         logs.update(self.costs)
-        logs["val_score"] = blended_score(logs["val_loss"], self.costs["cost"], self.reference,
-                                          self.objective)
+        if self.objective.budget_cost is not None and "val_psnr" in logs:
+            logs["val_score"] = -float(logs["val_psnr"])
+        else:
+            logs["val_score"] = blended_score(logs["val_loss"], self.costs["cost"],
+                                              self.reference, self.objective)

@@ -1,5 +1,6 @@
-"""The winner retrained: the best trial rebuilt at its best epoch, trained on to the whole epoch
-budget, resumable after a kill (results/<RUN>/retrain_backup/), its best checkpoint kept.
+"""A trial retrained: rebuilt at its best epoch, trained on to the whole epoch budget, resumable
+after a kill (<its folder>/retrain_backup/), its best checkpoint kept (finalists.py retrains each
+finalist so).
 
 A kill can land while Keras writes a file in place (the backup, the best checkpoint): such a file
 is discarded only when reading it proves it cut short. Any other error while reading or training
@@ -90,23 +91,22 @@ def lr_schedule(epochs):
                                              patience=max(2, epochs // 10), min_lr=1e-5)
 
 
-def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoch, objective,
-                 run_dir, tb_dir):
-    """Rebuilds the best trial with its best-epoch weights, saves it, then trains it on to
-    epochs + retrain_epochs, keeping the checkpoint with the best val_psnr (the starting model
-    included). Returns (hyperparameter values, val metrics before, val metrics after)."""
-    best_hp = tuner.get_best_hyperparameters(1)[0]
-    with warnings.catch_warnings():  # the checkpoint holds no optimizer state; Keras warns of it
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model = tuner.get_best_models(1)[0]
-    before_path = os.path.join(run_dir, "best_model.keras")
-    after_path = os.path.join(run_dir, "best_model_retrained.keras")
+def retrain_model(model, train_ds, val_ds, epochs, total_epochs, steps_per_epoch, objective,
+                  out_dir, tb_dir):
+    """Saves `model` (a trial's best epoch, after `epochs` epochs) as out_dir/best_model.keras,
+    then trains it on to `total_epochs`, keeping the checkpoint with the best val_psnr (the
+    starting model included) as out_dir/best_model_retrained.keras. Returns (val metrics
+    before, val metrics after)."""
+    retrain_epochs = total_epochs - epochs
+    os.makedirs(out_dir, exist_ok=True)
+    before_path = os.path.join(out_dir, "best_model.keras")
+    after_path = os.path.join(out_dir, "best_model_retrained.keras")
     # The checkpoint is written under a temporary name and renamed once the retrain is over, so
     # a kill never leaves a half-written model under a final name, nor an older run's model.
-    partial_path = os.path.join(run_dir, "retrain_checkpoint.partial.keras")
+    partial_path = os.path.join(out_dir, "retrain_checkpoint.partial.keras")
     # Keras' BackupAndRestore keeps the last epoch's weights, optimizer state and epoch number
     # here while the retrain runs: a retrain that was killed resumes from there, not from epoch 0.
-    backup_dir = os.path.join(run_dir, "retrain_backup")
+    backup_dir = os.path.join(out_dir, "retrain_backup")
     files.save_model(model, before_path)
     before = model.evaluate(val_ds, return_dict=True, verbose=0)
     best_psnr = before["psnr"]
@@ -126,17 +126,17 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
     else:
         _remove(after_path, partial_path, backup_dir)
     if retrain_epochs > 0:
-        print(f"\nretraining the best trial for {retrain_epochs} epochs "
-              f"(epochs {epochs + 1}-{epochs + retrain_epochs})", flush=True)
+        print(f"\nretraining for {retrain_epochs} epochs (epochs {epochs + 1}-{total_epochs})",
+              flush=True)
         callbacks = [
             # double_checkpoint: the epoch before's files are kept too, for a kill mid-write.
             keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
             lr_schedule(retrain_epochs),
             keras.callbacks.ModelCheckpoint(partial_path, monitor="val_psnr", mode="max",
                                             save_best_only=True, initial_value_threshold=best_psnr),
-            keras.callbacks.TensorBoard(log_dir=os.path.join(tb_dir, "retrain"), profile_batch=0),
+            keras.callbacks.TensorBoard(log_dir=tb_dir, profile_batch=0),
         ]
-        train.fit(model, train_ds, val_ds, epochs=epochs + retrain_epochs,
+        train.fit(model, train_ds, val_ds, epochs=total_epochs,
                   steps_per_epoch=steps_per_epoch, initial_epoch=epochs, callbacks=callbacks,
                   objective=objective)
     if os.path.exists(partial_path):
@@ -146,5 +146,4 @@ def retrain_best(tuner, train_ds, val_ds, epochs, retrain_epochs, steps_per_epoc
     with warnings.catch_warnings():  # only the weights matter here, not the optimizer state
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         after = keras.models.load_model(after_path).evaluate(val_ds, return_dict=True, verbose=0)
-    values = {k: v for k, v in best_hp.values.items() if not k.startswith("tuner/")}
-    return values, before, after
+    return before, after
