@@ -80,6 +80,8 @@ def test_budgets_resolve_to_the_costs_of_what_they_name(space):
     with pytest.raises(ConfigError, match=r"^--budget: 1000 BOPs is below the cheapest "
                                           r"configuration the limit allows \(.* BOPs"):
         budget.resolve(with_goal_options(space, "bops", "1000"), 3, choices, model, where="--budget")
+    with pytest.raises(ConfigError, match=r"x band 0\.9 is above the costliest configuration"):
+        budget.resolve(with_goal_options(space, "bops", "1e12"), 3, choices, model)
     with pytest.raises(ConfigError, match="uniform1: the search space has no 1-bit quantizer"):
         budget.resolve(with_goal_options(space, "bops", "uniform1"), 3, choices, model)
 

@@ -13,14 +13,18 @@ from solvers.search import hp_cost, starting_points
 UNITS = {"bits": "bits", "bops": "BOPs", "energy": "pJ"}
 
 
-def cost_model(space, scale):
+def cost_model(space, scale, choices=None):
     """hp_cost.CostModel for the space's goal; with the energy goal its per-layer table is built
-    here (QTools, once per search)."""
+    here (QTools, once per search: 49 models per bias width, so only the bias widths `choices`
+    (search_choices) leave; the shipped limit keeps one, 8 bits)."""
     goal = space.objective.goal
     table = None
     if goal.type == "energy":
         widths = sorted({*space.kernel.values(), *space.activation.values()})
-        table = hp_cost.build_energy_table(goal, scale, widths)
+        bits_of = {**space.kernel, **space.bias, **space.activation}
+        biases = sorted({o if c.by_bits else bits_of[o] for c in (choices or {}).values()
+                         if c.kind == "bias" for o in c.options}) or None
+        table = hp_cost.build_energy_table(goal, scale, widths, bias_widths=biases)
     return hp_cost.CostModel(goal, scale, energy_table=table)
 
 
@@ -36,12 +40,13 @@ def values_cost(model, choices, bits_of, filter_search=None, scale=3):
     return cost_of
 
 
-def cheapest(model, choices, bits_of, filter_search=None, scale=3):
-    """The cost of the cheapest configuration the search space allows: every choice at its
-    fewest bits, every searched layer at its fewest filters (each cost grows with both)."""
-    values = {name: c.options[0] for name, c in choices.items()}
+def extreme(model, choices, bits_of, filter_search=None, scale=3, end=0):
+    """The cost of the cheapest (end 0) or costliest (end -1) configuration the search space
+    allows: every choice at its fewest (most) bits, every searched layer at its fewest (most)
+    filters; each cost grows with both."""
+    values = {name: c.options[end] for name, c in choices.items()}
     if filter_search is not None:
-        values.update({name: options[0] for name, options in filter_search.choices().items()})
+        values.update({name: options[end] for name, options in filter_search.choices().items()})
     return values_cost(model, choices, bits_of, filter_search, scale)(values)
 
 
@@ -64,9 +69,14 @@ def resolve(space, scale, choices, model, filter_search=None, where="goal: budge
         budget = value * model.cost(starting_points.uniform(space.objective.ref_bits))
     else:
         budget = value
-    least = cheapest(model, choices, bits_of, filter_search, scale)
+    unit = UNITS[goal.type]
+    most = extreme(model, choices, bits_of, filter_search, scale, end=-1)
+    if goal.band * budget > most:
+        raise ConfigError(f"{where}: {budget:.6g} {unit} x band {goal.band:g} is above the "
+                          f"costliest configuration the limit allows ({most:.6g} {unit}): no "
+                          "configuration lies in the band; lower the budget or the band")
+    least = extreme(model, choices, bits_of, filter_search, scale)
     if budget < least:
-        unit = UNITS[goal.type]
         named = "" if kind == "cost" else f"{goal.budget_text()} = "
         raise ConfigError(f"{where}: {named}{budget:.6g} {unit} is below the "
                           f"cheapest configuration the limit allows ({least:.6g} {unit}, every "

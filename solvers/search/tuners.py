@@ -12,14 +12,16 @@ import keras_tuner as kt
 from keras_tuner.src import config as kt_config
 
 from solvers.networks.base7 import quantizer_values
+from solvers.search import oracles
 
 # Keras Tuner prints a failed trial's whole traceback to stderr (its DEBUG flag is on by default,
 # with no public switch). A failed trial is reported in one line and in trials.csv; the full
 # traceback stays in results/<RUN>/tuner/trial_<id>/trial.json ("message").
 kt_config.DEBUG = False
 
-ALGORITHMS = ("random", "bayesian", "hyperband")
+ALGORITHMS = ("random", "bayesian", "hyperband", "evolution")
 HYPERBAND_FACTOR = 3
+EVOLUTION_POPULATION = 4  # random trials completed before the evolution search mutates
 OBJECTIVE = kt.Objective("val_score", direction="min")
 # Trials that raised (a bug, out of memory) in a row before the search stops: Keras Tuner's
 # default. A trial whose loss diverged (FailedTrialError) is a result, not a fault: never counted.
@@ -27,8 +29,9 @@ MAX_CONSECUTIVE_ERRORS = 3
 
 
 class SearchStopped(Exception):
-    """The search stopped because MAX_CONSECUTIVE_ERRORS trials in a row raised; the message is one
-    line: the last exception's last line and where its full traceback is."""
+    """The search stopped because MAX_CONSECUTIVE_ERRORS trials in a row raised (the message: the
+    last exception's last line and where its full traceback is), or because no proposal could be
+    brought into the cost band (oracles.py); one line."""
 
 
 def diverged(trial):
@@ -55,15 +58,22 @@ class _Recording:
     stop_reason = None
     starting_points = ()  # [(label, hyperparameter values)]: the first trials (search/starting_points.py)
 
-    def _random_values(self):
-        """The next starting point no trial has run yet, else Keras Tuner's random values. Every oracle
-        draws its first (Bayesian: initial; Hyperband: each bracket's new) trials here. Starting points are
-        matched against the trials on record, so a resumed or distributed search runs each once."""
+    def next_starting_point(self):
+        """The values of the first starting point no trial has run yet (None: all have). Starting
+        points are matched against the trials on record, so a resumed or distributed search runs
+        each once."""
         for label, values in self.starting_points:
             if not any(all(trial.hyperparameters.values.get(k) == v for k, v in values.items())
                        for trial in self.trials.values()):
                 return dict(values)
-        return super()._random_values()
+        return None
+
+    def _random_values(self):
+        """The next starting point, else Keras Tuner's random values (in the band: oracles.py).
+        Every oracle draws its first (Bayesian: initial; Hyperband: each bracket's new;
+        evolution: its population's) trials here."""
+        values = self.next_starting_point()
+        return values if values is not None else super()._random_values()
 
     def start_label(self, values):
         """The label of the starting point these values are (None: a trial the search chose)."""
@@ -171,43 +181,64 @@ def describe(values, bits_of):
     return " | ".join(parts)
 
 
-def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory,
-               on_trial_recorded=None, starting_points=()):
-    """A Keras Tuner for `algo` (random, bayesian, hyperband) that minimizes val_score.
-
-    Hyperband chooses its own number of trials from `epochs` (its max epochs per trial).
-    `bits_of` maps quantizer strings to bits, for the progress lines. `on_trial_recorded(oracle)`
-    runs after each trial ends (on the chief in a distributed search); see _Recording.
-    `starting_points` ([(label, values)], search/starting_points.py) are the first trials of every
-    algorithm.
-    """
-    common = dict(hypermodel=hypermodel, objective=OBJECTIVE, seed=seed, directory=directory,
-                  project_name="tuner", overwrite=False,
+def make_oracle(algo, max_trials, epochs, seed, on_trial_recorded=None, starting_points=(),
+                band=None, hyperparameters=None):
+    """The oracle of `algo` (ALGORITHMS) minimizing val_score, with _Recording and the band's
+    proposals (oracles.banded: None for none) mixed in. `hyperparameters`: the space, where no
+    hypermodel's build fills it (tests). Arguments as make_tuner's."""
+    common = dict(objective=OBJECTIVE, seed=seed, hyperparameters=hyperparameters,
                   # Keras Tuner's own limit is replaced by _Recording's (diverged trials free).
                   max_consecutive_failed_trials=10**9)
     if algo == "random":
-        base, extra = kt.RandomSearch, dict(max_trials=max_trials)
+        base, extra = kt.oracles.RandomSearchOracle, dict(max_trials=max_trials)
     elif algo == "bayesian":
         # Keras Tuner starts with 3 random trials per hyperparameter (60 here): a search shorter
         # than that would be random search. A third of the trials explore at random, the rest
         # follow the Gaussian process.
         # The starting points come first and count among the initial points.
         explore = max(0, max_trials - len(starting_points))
-        base, extra = kt.BayesianOptimization, dict(
+        base, extra = kt.oracles.BayesianOptimizationOracle, dict(
             max_trials=max_trials, num_initial_points=min(max_trials, len(starting_points)
                                                           + max(2, explore // 3)))
     elif algo == "hyperband":
-        base, extra = kt.Hyperband, dict(max_epochs=epochs, factor=HYPERBAND_FACTOR)
+        base, extra = kt.oracles.HyperbandOracle, dict(max_epochs=epochs, factor=HYPERBAND_FACTOR)
+    elif algo == "evolution":  # its population: EVOLUTION_POPULATION, or the starting points
+        base, extra = oracles.EvolutionOracle, dict(max_trials=max_trials,
+                                                    population=EVOLUTION_POPULATION)
     else:
         raise ValueError(f"unknown algorithm {algo!r}")
-    tuner_class = type(f"{base.__name__}WithProgress", (_Progress, base), {"bits_of": bits_of})
-    tuner = tuner_class(**common, **extra)
-    oracle = tuner.oracle
-    if isinstance(oracle, kt.Oracle):  # not on a worker, whose oracle is a client of the chief's
-        oracle.__class__ = type(f"{type(oracle).__name__}Recording", (_Recording, type(oracle)), {})
-        oracle.on_trial_recorded = on_trial_recorded
-        oracle.starting_points = list(starting_points)
+    base = oracles.banded(base)
+    oracle = type(f"{base.__name__}Recording", (_Recording, base), {})(**common, **extra)
+    oracle.band, oracle.on_trial_recorded = band, on_trial_recorded
+    oracle.starting_points = list(starting_points)
     oracle.verbose = 0  # our one-line progress replaces the hyperparameter table
+    return oracle
+
+
+def _given_oracle(self, **kwargs):
+    """A tuner's __init__ taking its oracle: Keras Tuner's RandomSearch, Hyperband, ... build
+    theirs, whose class would be wrong when the tuner reloads a saved search's state."""
+    kt.Tuner.__init__(self, **kwargs)
+
+
+def make_tuner(algo, hypermodel, bits_of, max_trials, epochs, seed, directory,
+               on_trial_recorded=None, starting_points=(), band=None):
+    """A Keras Tuner for `algo` (random, bayesian, hyperband, evolution) that minimizes val_score.
+
+    Hyperband chooses its own number of trials from `epochs` (its max epochs per trial).
+    `bits_of` maps quantizer strings to bits, for the progress lines. `on_trial_recorded(oracle)`
+    runs after each trial ends (on the chief in a distributed search); see _Recording.
+    `starting_points` ([(label, values)], search/starting_points.py) are the first trials of every
+    algorithm. `band` (oracles.Band, None for none): every other proposal's cost lies in it;
+    `tuner.oracle.proposal_counts()` says how many were redrawn or repaired to get there.
+    """
+    oracle = make_oracle(algo, max_trials, epochs, seed, on_trial_recorded, starting_points, band)
+    base = kt.Hyperband if algo == "hyperband" else kt.Tuner  # Hyperband's: epochs, weights
+    tuner_class = type(f"{type(oracle).__name__}Tuner", (_Progress, base),
+                       {"bits_of": bits_of, "__init__": _given_oracle})
+    tuner = tuner_class(oracle=oracle, hypermodel=hypermodel, directory=directory,
+                        project_name="tuner", overwrite=False)
+    tuner.oracle.verbose = 0  # on a worker, its client of the chief's oracle
     return tuner
 
 
