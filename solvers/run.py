@@ -134,22 +134,24 @@ def sensitivity_table(args, space):
 
 def starting_points_of(args, space, choices, filters, model=None):
     """The first trials (search/starting_points.py), printed; none with --no-starting-points, and
-    none on a worker: the chief's oracle hands them out (computing them takes up to half a minute)."""
+    none on a worker: the chief's oracle hands them out."""
     if args.no_starting_points or args.role == "worker":
         return []
     table = sensitivity_table(args, space)
     for difference in table.accepted if table else ():
         print(f"warning: {table.path}: used although {provenance.describe(difference)} "
               "(--allow-sensitivity-mismatch)", flush=True)
-    goal = space.objective.goal
-    trials = starting_points.for_search(space, choices, filters, args.scale,
-                                        table.path if table else None, cost_model=model,
-                                        budget=space.objective.budget_cost, band=goal.band,
-                                        hand_rules=not args.no_hand_rules)
+    goal, budget_cost = space.objective.goal, space.objective.budget_cost
+    found = starting_points.plan(space, choices, filters, args.scale, table.path if table else None,
+                                 cost_model=model, budget=budget_cost, band=goal.band,
+                                 hand_rules=not args.no_hand_rules)
+    trials = found.points
     print(f"starting points ({len(trials)}, first): {', '.join(label for label, _ in trials)}"
-          + (f" (sensitivity: {table.path})" if table else "")
-          + (f"; only those within [{goal.band:g} x budget, budget]"
-             if space.objective.budget_cost is not None else ""), flush=True)
+          + (f" (sensitivity: {table.path})" if table else ""), flush=True)
+    if found.dropped:  # trained, they would cost more than the budget or far less
+        print(f"left out, outside [{goal.band:g} x budget, budget] = [{goal.band * budget_cost:.6g}, "
+              f"{budget_cost:.6g}]: " + ", ".join(f"{label} ({c / budget_cost:.0%} of it)"
+                                                  for label, c in found.dropped), flush=True)
     return trials
 
 
@@ -162,7 +164,7 @@ def search_setup(args):
                               args.goal, args.budget, args.band)
     choices = search_choices(space, conv_names, act_names, args.config)
     filters = filter_search(space, args.scale, path=args.config)  # None: tune_filters none
-    model = budget.cost_model(space, args.scale)
+    model = budget.cost_model(space, args.scale, choices)
     where = "--budget" if args.budget is not None else f"{args.config}: goal: budget"
     budget_cost = budget.resolve(space, args.scale, choices, model, filters, where)
     space = dataclasses.replace(space, objective=dataclasses.replace(space.objective,

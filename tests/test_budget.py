@@ -135,3 +135,47 @@ def test_hyperband_finalists_are_compared_at_equal_epochs():
               _trial(2, -30.0, 10, {"a": 4}, epochs=4), _trial(3, -29.5, 10, {"a": 3}, epochs=2)]
     chosen = finalists.choose(trials, 3, epochs=4, budget_cost=None)
     assert [t.trial_id for t in chosen] == ["2", "1", "0"]  # a's 3 once: its 4-epoch trial
+
+
+def test_a_budgeted_search_trains_nothing_over_budget_and_answers_with_a_finalist(tmp_path):
+    """A tiny evolution search at uniform 3-bit's BOPs, hand rules left out: every trained trial
+    within the band's budget, the finalists retrained, the answer one of them, the report saying
+    so (through autoq.py, a fresh process)."""
+    import csv
+
+    import yaml
+
+    from conftest import write_images
+    from solvers.report.records import load_best_config
+    images = write_images(tmp_path / "hr", count=3)
+    result = run_autoq("--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2",
+                       "--patch-size", "8", "--batch-size", "4", "--data", images,
+                       "--results-dir", tmp_path / "results", "--tb-dir", tmp_path / "tb",
+                       "--algo", "evolution", "--trials", "6", "--goal", "bops", "--budget",
+                       "uniform3", "--no-hand-rules", "--finalists", "2", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "results" / "evolution"
+    summary = yaml.safe_load(open(run_dir / "summary.yaml"))
+    limit = summary["budget"]["cost"]
+    rows = list(csv.DictReader(open(run_dir / "trials.csv")))
+    trained = [r for r in rows if r["status"] == "COMPLETED"]
+    assert len(trained) == 6 and all(0.9 * limit * (1 - 1e-9) <= float(r["cost"]) <= limit
+                                     for r in trained if r["start"] == "")
+    assert all(float(r["cost"]) <= limit for r in trained)
+    assert not any("hand rule" in r["start"] for r in rows)
+    assert "left out, outside [0.9 x budget, budget]" in result.stdout  # uniform 4..8-bit
+    finals = [r for r in rows if r["finalist"]]
+    assert sorted(r["finalist"] for r in finals) == ["1", "2"]
+    assert [f["trial_id"] for f in summary["finalists"]] == [
+        r["trial_id"] for r in sorted(finals, key=lambda r: r["finalist"])]
+    winner = summary["winner"]
+    assert winner["trial_id"] in {f["trial_id"] for f in summary["finalists"]}
+    assert winner["source"] in ("proposed", "starting point", "exact allocation")
+    best = max(summary["finalists"], key=lambda f: f["final_val_psnr"])
+    assert summary["val_psnr_retrained"] == pytest.approx(best["final_val_psnr"])
+    goal = with_goal_options(load_search_space(str(REPO / "quantization_config.yaml")), "bops")
+    assert cost.bops(load_best_config(run_dir / "best_config.yaml"),
+                     goal.objective.goal) <= limit
+    report = (run_dir / "report.md").read_text()
+    assert "## Budget and finalists" in report and "None of the 6 trained trials costs more" in report
+    assert {"redrawn", "repaired"} <= set(summary["proposals"])

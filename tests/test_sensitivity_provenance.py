@@ -76,11 +76,11 @@ def _settings(args):
 
 def _starting_points(args, monkeypatch):
     """(the table run.starting_points_of hands to for_search, the points' count), for_search
-    itself replaced (deriving allocations takes seconds; test_starting_points covers it)."""
+    itself replaced (test_starting_points covers it)."""
     given = []
-    monkeypatch.setattr(starting_points, "for_search",
-                        lambda space, choices, filters, scale, table=None: given.append(table)
-                        or [("uniform 8-bit", {})])
+    monkeypatch.setattr(starting_points, "plan",
+                        lambda space, choices, filters, scale, table=None, **kwargs: given.append(
+                            table) or starting_points.Plan([("uniform 8-bit", {})], {}, []))
     conv, act = layer_names()
     space = load_search_space(args.config, conv + act)
     points = run.starting_points_of(args, space, search_choices(space, conv, act), None)

@@ -47,23 +47,6 @@ def test_point_values_follow_the_limit_and_shared_choices(space, tmp_path):
     assert [label for label, _ in same] == ["a"]
 
 
-def test_allocation_lowers_the_insensitive_layers_first():
-    keys = [("conv_0", "kernel"), ("conv_1", "kernel"), ("act_0", "activation")]
-    widths = [2, 4, 8]
-    # conv_0 loses much below 8 bits, the others little; cost = total bits.
-    drops = {(*k, b): (3.0 if k[0] == "conv_0" else 0.1) * (8 - b) / 6 for k in keys for b in widths}
-    def cost_of(bits):
-        return sum(bits.values())
-    options = {k: widths for k in keys}
-    result = starting_points.allocate(drops, cost_of, {k: 8 for k in keys}, 12, options)
-    assert result == {("conv_0", "kernel"): 8, ("conv_1", "kernel"): 2, ("act_0", "activation"): 2}
-    assert starting_points.allocate(drops, cost_of, {k: 8 for k in keys}, 5, options) is None  # 6 at least
-    # A kind the limit fixes (act_0 at 8 only) never moves: conv_0 has to give instead.
-    fixed = {**options, ("act_0", "activation"): [8]}
-    assert starting_points.allocate(drops, cost_of, {k: 8 for k in keys}, 14, fixed) == \
-        {("conv_0", "kernel"): 4, ("conv_1", "kernel"): 2, ("act_0", "activation"): 8}
-
-
 def _write_table(path, space, sensitive):
     """A synthetic sensitivity.csv over every layer, kind and width of `space`: the layers in
     `sensitive` lose 5 dB per 6 bits taken away, the others 0.1."""
@@ -80,47 +63,99 @@ def _write_table(path, space, sensitive):
     return path
 
 
-def test_a_table_adds_allocations_within_budget_that_follow_it(tmp_path):
-    """for_search with a table: the derived allocations appear, each costs at most uniform b-bit
-    (every quantizer at b bits, the goal's cost of the model built here), and the table steers
-    them: of two layers alike in cost, the one it marks sensitive keeps more bits. Only conv_2,
-    conv_3, act_2 and act_3 are searched (the limit pins the rest at 2 bits, biases at 8), which
-    keeps the greedy allocation to seconds."""
-    text = (REPO / "quantization_config.yaml").read_text().replace(
-        'limit:\n  Conv2D: {bias: ["quantized_bits(8,0,alpha=1.0)"]}',
-        'limit:\n  Conv2D: {bias: ["quantized_bits(8,0,alpha=1.0)"]}\n'
-        '  "conv_[01456]": {kernel: [\'quantized_bits(2,0,alpha="auto_po2")\']}\n'
-        '  "act_[0145]": ["quantized_relu(2,8)"]\n')
-    config = tmp_path / "q.yaml"
-    config.write_text(text)
+def _goal_cost(space, choices, values):
+    """The goal's cost of a point's values on the model they build (cost.py, not hp_cost)."""
+    model = base7(scale=3, quantizers=quantizers_from_hp(quantizer_values(choices, values)))
+    return cost.costs(model, space.objective.goal)["cost"]
+
+
+def test_a_table_adds_allocations_within_budget_that_follow_it(space, tmp_path):
+    """for_search with a table: the exact allocations appear, each costs at most uniform b-bit
+    as it runs (the goal's cost of the model built here), and the table steers them: of two
+    layers alike in cost, the one it marks sensitive keeps more bits."""
     conv, act = layer_names()
-    space = load_search_space(str(config), conv + act)
-    choices = search_choices(space, conv, act, str(config))
+    choices = search_choices(space, conv, act)
     # conv_3 (after conv_2) and act_2 (before act_3) sensitive: an allocation blind to the table
-    # would lower both pairs in the same order.
+    # would treat both pairs alike.
     table = _write_table(tmp_path / "sensitivity.csv", space, {"conv_3", "act_2"})
     trials = dict(starting_points.for_search(space, choices, None, 3, str(table)))
     derived = {b: trials.get(f"sensitivity at uniform {b}-bit cost") for b in (2, 3, 4)}
     assert derived[3] is not None and derived[4] is not None, list(trials)
-    assert derived[2] is None  # biases pinned at 8 bits cost more than uniform 2-bit allows
+    # Uniform 2-bit is the cheapest configuration: the allocation at its cost is itself, and
+    # runs once, under its label.
+    assert derived[2] is None
     assert len(trials) == len(dict(starting_points.for_search(space, choices, None, 3))) + 2
+    assert starting_points.EXACT_ALLOCATION not in trials  # no budget
 
-    goal = space.objective.goal
-    by_bits = {kind: {bits: q for q, bits in getattr(space, kind).items()}
-               for kind in ("kernel", "bias", "activation")}
-
-    def cost_of(quantizers):
-        return cost.bits(base7(scale=3, quantizers=quantizers), goal)
     for b in (3, 4):
-        budget = cost_of({**{c: {"kernel": by_bits["kernel"][b], "bias": by_bits["bias"][b]}
-                             for c in conv},
-                          **{a: {"activation": by_bits["activation"][b]} for a in act}})
+        budget = _goal_cost(space, choices, trials[f"uniform {b}-bit"])  # biases at 8 bits
         values = derived[b]
-        assert cost_of(quantizers_from_hp(quantizer_values(choices, values))) <= budget, b
+        assert _goal_cost(space, choices, values) <= budget, b
         assert values["conv_3_kernel_bits"] >= values["conv_2_kernel_bits"], values
-        assert values["act_2_activation_bits"] >= values["act_3_activation_bits"], values
+        assert values["act_2_activation_bits"] > values["act_3_activation_bits"], values
     assert derived[3]["conv_3_kernel_bits"] > derived[3]["conv_2_kernel_bits"], derived[3]
-    assert derived[3]["act_2_activation_bits"] > derived[3]["act_3_activation_bits"], derived[3]
+
+
+@pytest.mark.parametrize("goal", ["bits", "bops"])
+def test_a_budget_keeps_the_points_within_the_band(goal, tmp_path):
+    """With a budget just above the cost of uniform 4-bit (as the limit leaves it: biases at 8):
+    only the points whose values cost within [0.9 budget, budget] on the model they build,
+    the exact allocation at the budget first; the others reported as dropped with their cost."""
+    config = tmp_path / "q.yaml"
+    config.write_text((REPO / "quantization_config.yaml").read_text().replace(
+        "goal:\n  type: bits", f"goal:\n  type: {goal}"))
+    conv, act = layer_names()
+    space = load_search_space(str(config), conv + act)
+    assert space.objective.goal.type == goal
+    choices = search_choices(space, conv, act, str(config))
+    table = _write_table(tmp_path / "sensitivity.csv", space, {"conv_3", "act_2"})
+    free = starting_points.plan(space, choices, None, 3, str(table))
+    budget = free.costs["uniform 4-bit"] / 0.95
+    plan = starting_points.plan(space, choices, None, 3, str(table), budget=budget)
+    labels = [label for label, _ in plan.points]
+    assert labels[0] == starting_points.EXACT_ALLOCATION, labels
+    assert "uniform 4-bit" in labels and "uniform 5-bit" not in labels
+    for label, values in plan.points:
+        spent = _goal_cost(space, choices, values)
+        assert spent == pytest.approx(plan.costs[label], rel=1e-9), label
+        assert 0.9 * budget <= spent <= budget, (label, spent / budget)
+    dropped = dict(plan.dropped)
+    assert set(dropped) | set(labels) == set(plan.costs) and not set(dropped) & set(labels)
+    assert all(not 0.9 * budget <= c <= budget for c in dropped.values()), dropped
+    assert starting_points.for_search(space, choices, None, 3, str(table), budget=budget) == \
+        plan.points
+
+
+def test_below_the_band_only_the_exact_allocation_stays(space, tmp_path):
+    """A band no configuration reaches (bits are integers; [budget, budget] at a half): the exact
+    allocation is the best one below the budget, and the only point."""
+    conv, act = layer_names()
+    choices = search_choices(space, conv, act)
+    table = _write_table(tmp_path / "sensitivity.csv", space, {"conv_3", "act_2"})
+    budget = starting_points.plan(space, choices, None, 3).costs["uniform 4-bit"] + 0.5
+    plan = starting_points.plan(space, choices, None, 3, str(table), budget=budget, band=1.0)
+    assert len(plan.points) == 1 and plan.costs[plan.points[0][0]] < budget
+    assert len(plan.dropped) == len(plan.costs) - 1
+
+
+def test_costs_are_those_of_the_values_and_hand_rules_can_go(space):
+    """The shipped limit runs uniform 2-bit with 8-bit biases: that is what it costs. Without
+    hand rules: uniform and kernels 4/activations 8 only; a budget keeps what lies in its band."""
+    from solvers.search.hp_cost import CostModel
+    conv, act = layer_names()
+    choices = search_choices(space, conv, act)
+    model = CostModel(space.objective.goal, 3)
+    plan = starting_points.plan(space, choices, None, 3, cost_model=model)
+    as_run = {**starting_points.uniform(2), **{(c, "bias"): 8 for c in conv}}
+    assert plan.costs["uniform 2-bit"] == model.cost(as_run) > model.cost(starting_points.uniform(2))
+    labels = [label for label, _ in starting_points.for_search(space, choices, None, 3,
+                                                               hand_rules=False)]
+    assert labels == [f"uniform {b}-bit" for b in range(2, 9)] + \
+        [starting_points.KERNELS_4_ACTIVATIONS_8]
+    assert not set(labels) & set(starting_points.HAND_RULES)
+    budget = plan.costs["hand rule k8-2 a3"]  # uniform 3-bit costs a little less
+    kept = starting_points.for_search(space, choices, None, 3, budget=budget)
+    assert [label for label, _ in kept] == ["uniform 3-bit", "hand rule k8-2 a3"], kept
 
 
 class _ThreeQuantizers(kt.HyperModel):

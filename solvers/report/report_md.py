@@ -167,7 +167,7 @@ def make_report(run_dir, baselines_csv=None, tb_dir=None):
         f"# Run report: {run['name']}\n", "## Verdict\n", verdict(run, baselines, match)
         + "\n", "## Plots\n", splits_md(run), *(f"![{name}]({name}.png)\n" for name, _ in made),
         *notes,
-        "## Chosen model\n", summary_md(run), *finalists_md.section(run.get("summary")),
+        "## Chosen model\n", summary_md(run), *finalists_md.section(run.get("summary"), run["rows"]),
         # the sensitivity table the run's starting points came from (run.yaml records it)
         *sensitivity.report_section(settings, run["layers"]),
         "## Settings\n", settings_md(settings),

@@ -4,16 +4,22 @@ A search that starts from random points rarely meets "every layer at b bits" (on
 among 20 random choices is almost certain), so its Pareto front could lie below the uniform one.
 Here the uniform configurations (every width the space offers), the hand rules (first and last
 kernels at 8 bits, the rest at 2: the edges of an SR network carry the image) and, when a
-sensitivity table exists, the allocations derived from it at the cost of uniform 2, 3 and 4 bits,
-enter as the first trials (tuners.make_tuner: `starting_points`). The search's front on the validation
-images then holds the uniform configurations (as the limit leaves them: the shipped one keeps
-biases at 8 bits); the rest of the budget explores.
+sensitivity table exists, the allocations that lose least under it (allocation.exact) at the
+cost of uniform 2, 3 and 4 bits, enter as the first trials (tuners.make_tuner: `starting_points`).
+The search's front on the validation images then holds the uniform configurations (as the limit
+leaves them: the shipped one keeps biases at 8 bits); the rest of the budget explores. Under a
+budget only the points that cost within [band * budget, budget] enter (the others would train
+over the budget or far below it), with the exact allocation at the budget. Costs come from
+hp_cost.CostModel: no model is built.
 
 A starting point is {(layer, kind): bits}; point_values maps it onto the hyperparameters (the nearest width a
 layer's limit leaves it, a shared choice taking its first layer's bits), with the filter search's
 defaults (base7's widths).
 """
-from solvers.networks.base7 import base7, layer_names
+import math
+from typing import NamedTuple
+
+from solvers.networks.layout import layer_names
 
 # The budget point of post-training mixed precision (issue 13: Sony MCT loses 0.83 dB there):
 # kernels at 4 bits, biases and activations at 8.
@@ -22,6 +28,7 @@ KERNELS_4_ACTIVATIONS_8 = "kernels 4-bit, activations 8-bit"
 # image. make study sets the a3 rule against uniform 3-bit on held-out images (docs/study.md).
 HAND_RULES = {"hand rule k8-2 a3": (8, 2, 8, 3), "hand rule k8-2 a4": (8, 2, 8, 4)}
 SENSITIVITY_BUDGETS = (2, 3, 4)  # derived allocations at the cost of uniform 2, 3, 4 bits
+EXACT_ALLOCATION = "exact allocation at the budget"  # its label (trials.csv `start`)
 
 
 def _layers(m=4):
@@ -78,58 +85,16 @@ def quantizers_of(layer_bits, space):
     return result
 
 
-def allocate(drops, cost_of, start, budget, options):
-    """Greedy bit allocation from a sensitivity table: from `start` ({(layer, kind): bits}), lower
-    one layer's kind to its next narrower width at a time, each time the step that loses the
-    fewest dB per unit of cost saved, until the cost is at most `budget`. drops: {(layer, kind,
-    bits): dB lost}; options: {(layer, kind): widths the search may give it} (a kind the limit
-    fixes never moves); cost_of(layer_bits) -> cost. None when even the narrowest cost more."""
-    current, now = dict(start), cost_of(start)
-    while now > budget:
-        steps = []
-        for key, bits in current.items():
-            lower = [w for w in options.get(key, ()) if w < bits and (*key, w) in drops]
-            if not lower:
-                continue
-            trial = {**current, key: max(lower)}
-            saved = now - cost_of(trial)
-            if saved > 0:
-                lost = drops[(*key, max(lower))] - drops.get((*key, bits), 0.0)
-                steps.append((max(lost, 0.0) / saved, trial))
-        if not steps:
-            return None
-        current = min(steps, key=lambda step: step[0])[1]
-        now = cost_of(current)
-    return current
-
-
-def starting_configs(space, widths, scale=3, drops=None, goal_cost=None, options=None):
-    """[(label, {(layer, kind): bits})]: uniform at each width, the hand rules, and, given a
-    sensitivity table (`drops`) and goal_cost(model) -> cost, the derived allocation at the cost
-    of uniform 2, 3 and 4 bits, each layer's kind within `options` ({(layer, kind): widths}, the
-    search's choices after the limit; default: `widths` for all)."""
+def starting_configs(space, widths, hand_rules=True):
+    """[(label, {(layer, kind): bits})] that need no table: uniform at each of `widths`, the hand
+    rules (unless hand_rules is False) and kernels 4/activations 8, each only where the space has
+    quantizers of its widths (a rule whose widths the space lacks would run as something else
+    under its label)."""
     configs = [(f"uniform {b}-bit", uniform(b)) for b in widths]
-    configs += [(label, hand_rule(*rule)) for label, rule in HAND_RULES.items()]
+    if hand_rules:
+        configs += [(label, hand_rule(*rule)) for label, rule in HAND_RULES.items()]
     configs.append((KERNELS_4_ACTIVATIONS_8, hand_rule(4, 4, 8, 8)))
-    # A rule whose widths the space lacks would run as something else under its label.
-    configs = [(label, bits) for label, bits in configs if offers(space, bits)]
-    if drops and goal_cost is not None:
-        cache = {}
-
-        def cost_of(layer_bits):
-            key = tuple(sorted(layer_bits.items()))
-            if key not in cache:
-                cache[key] = goal_cost(base7(scale=scale, quantizers=quantizers_of(layer_bits,
-                                                                                   space)))
-            return cache[key]
-        for b in SENSITIVITY_BUDGETS:
-            if b in widths:
-                options = options or {key: widths for key in uniform(b)}
-                start = {key: max(allowed) for key, allowed in options.items()}
-                derived = allocate(drops, cost_of, start, cost_of(uniform(b)), options)
-                if derived is not None:
-                    configs.append((f"sensitivity at uniform {b}-bit cost", derived))
-    return configs
+    return [(label, bits) for label, bits in configs if offers(space, bits)]
 
 
 def as_trials(configs, choices, bits_of, filters=None):
@@ -145,17 +110,86 @@ def as_trials(configs, choices, bits_of, filters=None):
     return trials
 
 
-def for_search(space, choices, filters, scale, sensitivity_csv=None):
-    """The starting points of a search ([(label, values)]): starting_configs over the widths every
-    kind offers, with the derived allocations when `sensitivity_csv` (make sensitivity's table at this
-    scale) is given."""
-    from solvers.search import cost, sensitivity
-    drops = sensitivity.read_table(sensitivity_csv) if sensitivity_csv else None
-    goal = space.objective.goal
-    measure = {"bits": cost.bits, "bops": cost.bops, "energy": cost.energy_pj}[goal.type]
+class Plan(NamedTuple):
+    """The starting points of a search and what the budget left out.
+
+    points: [(label, hyperparameter values)], the first trials in order.
+    costs: {label: the goal's cost of its values} for every point, kept or not.
+    dropped: [(label, cost)] of the points outside [band * budget, budget] (empty without one).
+    """
+    points: list
+    costs: dict
+    dropped: list
+
+
+def plan(space, choices, filters, scale, sensitivity_csv=None, cost_model=None, budget=None,
+         band=0.9, hand_rules=True):
+    """The starting points of a search and their costs (Plan); for_search's arguments.
+
+    Without a budget: starting_configs over the widths every kind offers, and with a table the
+    exact allocations (allocation.exact) at the cost of uniform 2, 3 and 4 bits as the limit
+    leaves them (the shipped one keeps biases at 8 bits). With a budget: the same,
+    only those whose cost lies in [band * budget, budget], and with a table, first, the exact
+    allocation at the budget (in the band; if none lies there, the best one below it). A point's
+    cost is that of the values it becomes (point_values: the limit may move its widths), with
+    the filter search's defaults. The allocation does not know of shared choices (limit
+    `shared:`), which take their first layer's width: such a point may move, and is costed as
+    it runs like every other.
+    """
+    from solvers.search import allocation, hp_cost, sensitivity
+    cost_model = cost_model or hp_cost.CostModel(space.objective.goal, scale)
     bits_of = {**space.kernel, **space.bias, **space.activation}
-    options = {(layer, c.kind): [o if c.by_bits else bits_of[o] for o in c.options]
+    # What each layer's kind may take after the limit: the allocation chooses only among these.
+    options = {(layer, c.kind): sorted({o if c.by_bits else bits_of[o] for o in c.options})
                for c in choices.values() for layer in c.layers}
-    found = starting_configs(space, space.uniform_widths(), scale, drops,
-                             lambda model: measure(model, goal), options)
-    return as_trials(found, choices, bits_of, filters)
+    counts = None if filters is None else filters.filters_of(
+        {name: filters.default(name) for name in filters.choices()})
+    configs = starting_configs(space, space.uniform_widths(), hand_rules)
+    drops = sensitivity.read_table(sensitivity_csv) if sensitivity_csv else None
+    exempt = None  # the values of the allocation at the budget, which may lie below the band
+    if drops:
+        for b in SENSITIVITY_BUDGETS:
+            if b in space.uniform_widths():
+                # Uniform b-bit as it runs (budget.py's uniformN): the point it competes with.
+                at = point_values(uniform(b), choices, bits_of)
+                found = allocation.exact(drops, cost_model, options, cost_model.cost(
+                    hp_cost.layer_bits_of(at, choices, bits_of), counts), filters=counts)
+                if found is not None:
+                    configs.append((f"sensitivity at uniform {b}-bit cost", found))
+        if budget is not None:
+            found = (allocation.exact(drops, cost_model, options, budget, band * budget, counts)
+                     or allocation.exact(drops, cost_model, options, budget, filters=counts))
+            if found is not None:
+                # First, so that a point it coincides with runs under its label: make study
+                # finds the allocation in trials.csv by it.
+                configs.insert(0, (EXACT_ALLOCATION, found))
+                exempt = point_values(found, choices, bits_of, filters)
+    trials = as_trials(configs, choices, bits_of, filters)
+    costs = {label: cost_model.cost(hp_cost.layer_bits_of(values, choices, bits_of),
+                                    None if filters is None else filters.filters_of(values))
+             for label, values in trials}
+    if budget is None:
+        return Plan(trials, costs, [])
+    kept, dropped = [], []
+    for label, values in trials:
+        low = -math.inf if values == exempt else band * budget
+        if allocation.within(costs[label], low, budget):
+            kept.append((label, values))
+        else:
+            dropped.append((label, costs[label]))
+    return Plan(kept, costs, dropped)
+
+
+def for_search(space, choices, filters, scale, sensitivity_csv=None, cost_model=None,
+               budget=None, band=0.9, hand_rules=True):
+    """The starting points of a search: [(label, hyperparameter values)] (plan's points).
+
+    space: config.SearchSpace; choices: space.search_choices; filters: the FilterSearch (None:
+    tune_filters none); scale: base7's; sensitivity_csv: make sensitivity's table at this scale
+    (None: no allocations); cost_model: hp_cost.CostModel (default: the space's goal at `scale`);
+    budget: an absolute cost in the goal's unit (None: no budget); band: the fraction of the
+    budget a point must cost at least; hand_rules: False leaves out HAND_RULES. Prints nothing:
+    plan(...).dropped says which points the budget left out.
+    """
+    return plan(space, choices, filters, scale, sensitivity_csv, cost_model, budget, band,
+                hand_rules).points
