@@ -63,7 +63,7 @@ def test_a_retrain_killed_midway_resumes_from_its_last_epoch(tmp_path, images):
     # Epochs of 60 steps: the kill lands well inside epoch 3, not while Keras writes a backup.
     args = _args(tmp_path, images, "--trials", "1", "--retrain-epochs", "4",
                  "--steps-per-epoch", "60")
-    backup = tmp_path / "results" / "r" / "retrain_backup"
+    backup = tmp_path / "results" / "r" / "finalists" / "trial_0" / "retrain_backup"
     # "Epoch 3/5" is printed once epoch 2, the first of the retrain, has ended and been backed up.
     killed = _kill_when(tmp_path, args, lambda out: "Epoch 3/5" in out and backup.is_dir())
     result = run_autoq(*args)
@@ -109,10 +109,11 @@ def test_only_files_proven_cut_short_are_discarded_when_a_retrain_resumes(tmp_pa
     args = _args(tmp_path, images, "--trials", "1", "--retrain-epochs", "3")
     assert run_autoq_patched(KILL_IN_RETRAIN, *args).returncode == 9
     run_dir = tmp_path / "results" / "r"
-    backup, checkpoint = run_dir / "retrain_backup", run_dir / "retrain_checkpoint.partial.keras"
+    final = run_dir / "finalists" / "trial_0"  # the one trial is the one finalist
+    backup, checkpoint = final / "retrain_backup", final / "retrain_checkpoint.partial.keras"
     assert (backup / "latest.weights.h5").is_file()
     if not checkpoint.exists():  # the first retrain epoch did not beat the searched weights
-        shutil.copyfile(run_dir / "best_model.keras", checkpoint)
+        shutil.copyfile(final / "best_model.keras", checkpoint)
 
     # A full disk while the resumed retrain runs: one line; the readable backup is kept.
     full = wrap_fit("import errno\n"
