@@ -7,8 +7,8 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO, run_autoq
+
 from solvers import run, train
 from solvers.config import ConfigError, load_search_space, with_goal_options
 from solvers.config_objective import parse_budget
@@ -144,8 +144,8 @@ def test_a_budgeted_search_trains_nothing_over_budget_and_answers_with_a_finalis
     import csv
 
     import yaml
-
     from conftest import write_images
+
     from solvers.report.records import load_best_config
     images = write_images(tmp_path / "hr", count=3)
     result = run_autoq("--epochs", "1", "--retrain-epochs", "1", "--steps-per-epoch", "2",

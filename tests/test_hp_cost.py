@@ -12,8 +12,13 @@ from solvers.networks.base7 import base7, quantizer_values
 from solvers.networks.layout import base_filters, hp_name, layer_names, searchable_convs
 from solvers.objective_settings import Goal
 from solvers.search import cost
-from solvers.search.hp_cost import (FLOAT_BITS, CostModel, EnergyTable, build_energy_table,
-                                    layer_bits_of)
+from solvers.search.hp_cost import (
+    FLOAT_BITS,
+    CostModel,
+    EnergyTable,
+    build_energy_table,
+    layer_bits_of,
+)
 from solvers.search.space import search_choices
 
 CONV, ACT = layer_names()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from solvers import study
 from solvers.config import ConfigError, load_search_space
 from solvers.report import study_md, study_rows

@@ -19,8 +19,8 @@ def section(summary, rows=()):
                      f"{_over_budget(rows, budget['cost'])}\n")
     else:
         lines.append("No budget: the finalists are the best trials by the blended val_score.\n")
-    lines += ["| finalist | trial | starting point | val PSNR after the trial (dB) | "
-              "val PSNR after the retrain (dB) |", "|---:|---|---|---:|---:|"]
+    lines += [("| finalist | trial | starting point | val PSNR after the trial (dB) | "
+               "val PSNR after the retrain (dB) |"), "|---:|---|---|---:|---:|"]
     for rank, f in enumerate(summary["finalists"], 1):
         lines.append(f"| {rank} | {f['trial_id']} | {f['start'] or '(proposed by the search)'} | "
                      f"{f['trial_val_psnr']:.3f} | {f['final_val_psnr']:.3f} |")

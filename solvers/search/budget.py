@@ -86,7 +86,9 @@ def resolve(space, scale, choices, model, filter_search=None, where="goal: budge
 
 def band_of(space, choices, filters, model, scale):
     """The oracles' Band (None without a budget): proposals priced without building a model."""
-    from solvers.search.oracles import Band  # the oracles import TensorFlow's Keras Tuner
+    from solvers.search.oracles import (
+        Band,  # the oracles import TensorFlow's Keras Tuner
+    )
     objective = space.objective
     if objective.budget_cost is None:
         return None

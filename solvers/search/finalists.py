@@ -13,6 +13,8 @@ results/<RUN>/best_model.keras and best_model_retrained.keras.
 import os
 import warnings
 
+import keras
+
 from solvers import files
 from solvers.config import ConfigError
 from solvers.search import cost, retrain, starting_points
@@ -64,7 +66,6 @@ def retrain_all(tuner, finalists, data, epochs, total_epochs, steps_per_epoch, o
     """Retrains every finalist (data: (train, val) pipelines) from its best epoch to
     `total_epochs`; returns [{trial_id, before, after, final_score}] in finalist order and copies
     the winner's (lowest final_score) models into run_dir."""
-    import keras
     train_ds, val_ds = data
     results = []
     for rank, trial in enumerate(finalists, 1):
@@ -127,4 +128,8 @@ def pick(tuner, count, profile, objective, data, run_dir, tb_dir, write_trials_c
     print(f"\nthe answer: trial {winner['trial_id']} ({source}{': ' + start if start else ''}), "
           f"val PSNR {winner['after']['psnr']:.2f} dB after its retrain, best of "
           f"{len(results)} finalist(s)", flush=True)
+    if objective.budget_cost is not None:
+        print(f"proposals brought into the budget's band before they became trials: "
+              f"{record['proposals'].get('redrawn', 0)} redrawn, "
+              f"{record['proposals'].get('repaired', 0)} repaired", flush=True)
     return values, winner["before"], winner["after"], record
