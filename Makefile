@@ -66,7 +66,7 @@ help:
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
 	@echo "make baselines [BASELINE_EPOCHS=n]      uniform 2..8-bit and float32 models, as one trial"
 	@echo "make sensitivity [FINETUNE_STEPS=n WIDTHS=\"2 4 8\"]   dB lost per layer/kind/width from FLOAT_MODEL: results/sensitivity/"
-	@echo "make study [SEEDS=\"1 2 3\"]             search vs uniform at equal cost, 3 seeds, test images: results/study/"
+	@echo "make study [SEEDS=\"1 2 3\" GOALS=bops BUDGETS=\"uniform3 uniform4\" ALGOS=\"random evolution\"]   budgeted searches vs uniform, hand rules and the exact allocation, test images: results/study/"
 	@echo "make eval MODEL=path EVAL_DATA=folder    PSNR/SSIM vs bicubic, per image (SCALE LR_DATA FLOAT_MODEL EVAL_OUT SAVE_IMAGES=1)"
 	@echo "make report RUN=name [BASELINES=csv]    report.md + plots of a run, judged against matching uniform baselines"
 	@echo "make compare RUNS=\"a b\"                 Pareto fronts of several runs: results/compare/"
