@@ -72,7 +72,8 @@ class Profile:
 
 
 PROFILES = {
-    # quick: `make random` in under 10 minutes on 2 CPU cores (measured time in the README).
+    # quick: `make random` in minutes on 2 CPU cores (measured time in the README: 9 min with one
+    # finalist at 82b987f, 20 min with three while other jobs shared the cores).
     # 20 trials: the first 10-12 are the starting points (search/starting_points.py), the rest explore.
     "quick": Profile(trials=20, epochs=4, retrain_epochs=16, batch_size=16, patch_size=32,
                      steps_per_epoch=100),
