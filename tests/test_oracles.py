@@ -9,7 +9,7 @@ import warnings
 import keras_tuner as kt
 import pytest
 
-from solvers.search import oracles, tuners
+from solvers.search import evolution, oracles, tuners
 
 NAMES = [f"h{i}" for i in range(8)]
 WEIGHTS = [1, -1, 2, -2, 1, -1, 2, -2]
@@ -177,6 +177,85 @@ def test_evolution_resumes_with_its_counts_and_no_duplicate(tmp_path):
     # The saved seed state continues: the resumed search proposes what one run would have.
     whole = run(make("evolution", tmp_path, NARROW, seed=6, trials=40, name="whole"), 40)
     assert whole == first + later
+
+
+# Budgets between two lattice points of the cost (it moves in whole units): no child lands on it.
+HALF = oracles.Band(NARROW.cost_of, 0.9 * 31.5, 31.5)  # sums of widths: 31 is the nearest under
+COSTS = [1, 2, 3, 5, 1, 2, 3, 5]  # a width's price: raises of different costs
+PRICED = oracles.Band(lambda v: float(sum(c * v[n] for c, n in zip(COSTS, NAMES))), 90.45, 100.5)
+
+
+def evolve(tmp_path, band, seed, trials=24):
+    """(values proposed, the pool of best trials before each) of an evolution search in `band`."""
+    oracle, pools = make("evolution", tmp_path, band, seed=seed, trials=trials), []
+    proposed = run(oracle, trials, before=lambda o: pools.append(
+        [plain(t.hyperparameters.values) for t in o.parents()[:o.population]]))
+    assert len(proposed) == trials and all(band.holds(plain(v)) for v in proposed)
+    assert len({tuple(plain(v).values()) for v in proposed}) == trials  # never a tried one again
+    return [plain(v) for v in proposed], pools
+
+
+def maximal(child, parent, band):
+    """No width the child has not lowered from `parent` can rise one option within the budget."""
+    return all(band.cost_of({**child, n: child[n] + 1}) > band.high
+               for n in NAMES if parent[n] <= child[n] < 8)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_evolution_children_land_on_the_nearest_cost_under_the_budget(seed, tmp_path):
+    proposed, _ = evolve(tmp_path, HALF, seed)
+    first = [NARROW.cost_of(v) for v in proposed[:4]]  # random draws: anywhere in [28.35, 31.5]
+    children = [NARROW.cost_of(v) for v in proposed[4:]]
+    assert min(first) < 31 and children == [31] * 20, (first, children)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_evolution_children_are_filled_to_the_budget_but_for_what_the_move_lowered(seed, tmp_path):
+    proposed, pools = evolve(tmp_path, PRICED, seed)
+    for child, pool in zip(proposed[4:], pools[4:]):
+        assert any(maximal(child, parent, PRICED) for parent in pool), (child, pool)
+    gaps = [PRICED.high - PRICED.cost_of(v) for v in proposed]
+    assert max(gaps[4:]) < 5 and sum(gaps[4:]) / 20 < sum(gaps[:4]) / 4, gaps
+
+
+def test_fill_raises_only_unfrozen_widths_until_none_fits(tmp_path):
+    oracle = make("evolution", tmp_path, PRICED)
+    start = {n: 2 for n in NAMES}
+    ends = set()
+    for seed in range(30):
+        end = oracle.fill(start, random.Random(seed), frozen={"h3"})
+        assert end["h3"] == 2 and all(end[n] >= 2 for n in NAMES)
+        assert PRICED.holds(end) and maximal(end, {**start, "h3": 9}, PRICED), end
+        ends.add(tuple(end.values()))
+    assert len(ends) > 20  # random order: children differ
+
+
+def test_a_swap_raises_one_width_lowers_another_and_lands_nearest_the_budget(tmp_path):
+    oracle, draw = make("evolution", tmp_path, PRICED), random.Random(0)
+    parents = [v for v in ({n: draw.randint(2, 8) for n in NAMES} for _ in range(3000))
+               if PRICED.holds(v)][:40]
+    for seed, parent in enumerate(parents):
+        child = oracle.swap(parent, random.Random(seed))
+        up = [n for n in NAMES if child[n] > parent[n]]
+        down = [n for n in NAMES if child[n] < parent[n]]
+        assert len(up) == len(down) == 1 and PRICED.holds(child), (parent, child)
+        # the partner and its step: the child costing most of those that raise `up` as far
+        raised = {**parent, up[0]: child[up[0]]}
+        others = [{**raised, n: w} for n in NAMES if n != up[0] for w in range(2, parent[n])]
+        best = max(PRICED.cost_of(v) for v in others if PRICED.holds(v))
+        assert PRICED.cost_of(child) == best, (parent, child, best)
+
+
+def test_the_moves_mix_swaps_and_steps_and_swaps_jump_several_options(tmp_path):
+    oracle = make("evolution", tmp_path, PRICED)
+    parent = dict(zip(NAMES, [4, 5, 4, 4, 4, 5, 4, 4]))  # 92: in the band
+    swaps, swap = [], oracle.swap
+    oracle.swap = lambda values, rng: swaps.append(swap(values, rng)) or swaps[-1]
+    for seed in range(60):
+        oracle.child(parent, random.Random(seed))
+    taken = [s for s in swaps if s is not None]
+    assert abs(len(taken) / 60 - evolution.SWAP_SHARE) < 0.2, len(taken)  # the rest: steps
+    assert any(max(s[n] - parent[n] for n in NAMES) > 1 for s in taken)  # jumps
 
 
 def test_hyperband_trials_trained_on_keep_their_values(tmp_path):

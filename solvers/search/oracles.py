@@ -1,11 +1,12 @@
-"""Cost-band proposals for every Keras Tuner oracle (which has no constraints), and an evolution
-oracle. With a `Band`, `_Banded` (mixed in by `banded`) redraws a random proposal outside [low,
-high] up to REDRAWS times, then repairs it by stepping random hyperparameters one option down
-(while over) or up (while under, never over); what nothing brings into the band ends the search
-(`stop_reason`, a STOPPED trial), untrained. Bayesian optimisation maximises its acquisition over
-the band only; Hyperband's new trials are random draws, so banded. Steps follow the options: an
-ordered Choice's sorted values, a non-ordered one's as given (space.py lists quantizer strings
-fewest bits first), Int and stepped Float ranges. Flat spaces only (no conditions), as base7's.
+"""Cost-band proposals for every Keras Tuner oracle (which has no constraints); evolution.py's
+oracle builds on them. With a `Band`, `_Banded` (mixed in by `banded`) redraws a random proposal
+outside [low, high] up to REDRAWS times, then repairs it by stepping random hyperparameters one
+option down (while over) or up (while under, never over); what nothing brings into the band ends
+the search (`stop_reason`, a STOPPED trial), untrained. Bayesian optimisation maximises its
+acquisition over the band only; Hyperband's new trials are random draws, so banded. Steps follow
+the options: an ordered Choice's sorted values, a non-ordered one's as given (space.py lists
+quantizer strings fewest bits first), Int and stepped Float ranges. Flat spaces only (no
+conditions), as base7's.
 """
 import random
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ REDRAWS = 200  # random draws tried before repairing one: a draw and its cost ta
 REPAIRS = 20  # proposals repaired (nearest the band first) before giving up
 CANDIDATES = 2000  # random points the Gaussian process scores per proposal
 LOCAL = 5  # best trials whose neighbours (one step, or one up and one down) are candidates too
-MUTATIONS = 50  # mutations tried (already tried, or out of the band) before a random draw
 
 
 @dataclass(frozen=True)
@@ -212,86 +212,9 @@ class _BandedBayesian(_Banded):
         return [{**values, **m} for m in downs + ups + swaps]
 
 
-class EvolutionOracle(_Banded, kt.Oracle):
-    """Steady-state evolution: each trial mutates a good one. Starting points first (_Recording's
-    next_starting_point), then random proposals until every starting point has run and
-    `population` trials completed (so the starting points, if more, are the population). Then a
-    parent is the best of `tournament` draws (with replacement) from the `population` best
-    completed trials in the band (failed ones never count); its child changes one or two
-    hyperparameters by one option (ordered) or to any other (non-ordered). A child tried already
-    or out of the band is redrawn (MUTATIONS times), then repaired, else a random draw is taken.
-    All state is Keras Tuner's saved state (seed state, counts too): a search resumes."""
-
-    def __init__(self, objective=None, max_trials=10, population=4, tournament=2, band=None,
-                 **kwargs):
-        """kwargs: kt.Oracle's (seed, hyperparameters, max_retries_per_trial, ...)."""
-        super().__init__(objective=objective, max_trials=max_trials, **kwargs)
-        if population < 2 or tournament < 1:
-            raise ValueError("population must be at least 2 and tournament at least 1")
-        self.population, self.tournament, self.band = population, tournament, band
-
-    def get_state(self):
-        return {**super().get_state(), "population": self.population, "tournament": self.tournament}
-
-    def set_state(self, state):
-        super().set_state(state)
-        self.population, self.tournament = state["population"], state["tournament"]
-
-    def parents(self):
-        """Completed trials with a finite score, in the band, best first."""
-        done = [t for t in self.trials.values() if t.status == "COMPLETED"
-                and t.score is not None and np.isfinite(t.score)
-                and self._holds(t.hyperparameters.values)]
-        return sorted(done, key=lambda t: t.score, reverse=self.objective.direction == "max")
-
-    def populate_space(self, trial_id):
-        values = self._propose()  # None: exhausted, or the band unreachable (stop_reason set)
-        return self._guard({"status": STOPPED if values is None else RUNNING, "values": values})
-
-    def _propose(self):
-        parents = self.parents()
-        starting = getattr(self, "next_starting_point", lambda: None)()
-        if starting is not None or len(parents) < self.population:
-            return self._random_values()  # the starting points first, through _Recording
-        rng, out_of_band = self._rng(), []
-        pool = parents[:self.population]
-        for _ in range(MUTATIONS):
-            parent = min(rng.choice(range(len(pool))) for _ in range(self.tournament))
-            child = self.mutate(_plain(pool[parent].hyperparameters.values), rng)
-            if self._duplicate(child):
-                continue
-            if self._holds(child):
-                if out_of_band:
-                    self._count("redrawn")
-                return child
-            out_of_band.append(child)
-        if out_of_band:
-            fixed = self._repaired(out_of_band, stop=False)
-            if fixed is not None:
-                return fixed
-        return self._random_values()  # the parents' neighbourhood is exhausted
-
-    def mutate(self, values, rng):
-        """`values` with one or two hyperparameters changed (each equally likely)."""
-        child = dict(values)
-        movable = {hp.name: (hp, ladder(hp)) for hp in self.hyperparameters.space
-                   if hp.name in child and not isinstance(hp, hp_module.Fixed)
-                   and (ladder(hp) is None or len(ladder(hp)[0]) > 1)}
-        for name in rng.sample(list(movable), min(rng.choice((1, 2)), len(movable))):
-            hp, steps = movable[name]
-            if steps is None:  # a Float without step: any value
-                child[name] = hp.prob_to_value(rng.random())
-            elif steps[1] and child[name] in steps[0]:  # ordered: one option down or up
-                at = steps[0].index(child[name])
-                child[name] = steps[0][rng.choice([i for i in (at - 1, at + 1)
-                                                   if 0 <= i < len(steps[0])])]
-            else:
-                child[name] = rng.choice([o for o in steps[0] if o != child[name]])
-        return child
-
-
 def banded(oracle_class):
-    """`oracle_class` with band-aware proposals mixed in (EvolutionOracle has them already)."""
+    """`oracle_class` with band-aware proposals mixed in (evolution.py's oracle has them
+    already)."""
     if issubclass(oracle_class, _Banded):
         return oracle_class
     mixin = (_BandedBayesian if issubclass(oracle_class, kt.oracles.BayesianOptimizationOracle)

@@ -12,7 +12,7 @@ import keras_tuner as kt
 from keras_tuner.src import config as kt_config
 
 from solvers.networks.base7 import quantizer_values
-from solvers.search import oracles
+from solvers.search import evolution, oracles
 
 # Keras Tuner prints a failed trial's whole traceback to stderr (its DEBUG flag is on by default,
 # with no public switch). A failed trial is reported in one line and in trials.csv; the full
@@ -203,8 +203,8 @@ def make_oracle(algo, max_trials, epochs, seed, on_trial_recorded=None, starting
     elif algo == "hyperband":
         base, extra = kt.oracles.HyperbandOracle, dict(max_epochs=epochs, factor=HYPERBAND_FACTOR)
     elif algo == "evolution":  # its population: EVOLUTION_POPULATION, or the starting points
-        base, extra = oracles.EvolutionOracle, dict(max_trials=max_trials,
-                                                    population=EVOLUTION_POPULATION)
+        base, extra = evolution.EvolutionOracle, dict(max_trials=max_trials,
+                                                      population=EVOLUTION_POPULATION)
     else:
         raise ValueError(f"unknown algorithm {algo!r}")
     base = oracles.banded(base)
