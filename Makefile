@@ -44,15 +44,18 @@ GOAL ?=
 BUDGET ?=
 BAND ?=
 FINALISTS ?=
+# make gradient: GRADIENT_EPOCHS of width learning (default: the profile's retrain epochs).
+GRADIENT_EPOCHS ?=
 GOAL_OPTS = $(if $(GOAL),--goal $(GOAL)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(BAND),--band $(BAND)) \
 	$(if $(FINALISTS),--finalists $(FINALISTS)) $(if $(filter 1,$(NO_HAND_RULES)),--no-hand-rules)
 SEARCH_OPTS = $(PROFILE_OPTS) $(GOAL_OPTS) --config $(CONFIG) $(if $(RUN),--run $(RUN)) \
 	$(if $(filter 1,$(FRESH)),--fresh) $(if $(SENSITIVITY),--sensitivity $(SENSITIVITY)) \
+	$(if $(GRADIENT_EPOCHS),--gradient-epochs $(GRADIENT_EPOCHS)) \
 	$(if $(filter 1,$(ALLOW_SENSITIVITY_MISMATCH)),--allow-sensitivity-mismatch)
 # WORKERS=N: the search on N worker processes here (Keras Tuner's distributed mode).
 LAUNCH_OPTS = $(if $(WORKERS),--workers $(WORKERS))
 
-ALGOS := random bayesian hyperband evolution
+ALGOS := random bayesian hyperband evolution gradient
 .PHONY: help venv div2k baselines study $(ALGOS) $(addprefix pretrained_,$(ALGOS)) float eval test tensorboard clean distclean
 .DEFAULT_GOAL := help
 
@@ -61,6 +64,7 @@ help:
 	@echo "make random | bayesian | hyperband | evolution   search per-layer quantizers from scratch"
 	@echo "make pretrained_random | _bayesian | _hyperband | _evolution   search from the float32 model (built once)"
 	@echo "make random GOAL=bops BUDGET=uniform3   the best validation PSNR at or under uniform 3-bit's BOPs"
+	@echo "make gradient [BUDGET=uniform3 GOAL=bops GRADIENT_EPOCHS=n]   widths learned by gradient descent to the budget (pretrained_gradient: from FLOAT_MODEL)"
 	@echo "make random WORKERS=2                   the same search on 2 worker processes"
 	@echo "make chief ORACLE=host:port [ALGO=random], make worker ORACLE=host:port ID=k   several machines"
 	@echo "make float                              train the float32 reference ($(FLOAT_MODEL))"
@@ -134,9 +138,11 @@ sensitivity: $(FLOAT_MODEL) $(STAMP)
 # (solvers/study.py)? For each of SEEDS, GOALS, BUDGETS and ALGOS (on the command line; else
 # STUDY_ALGOS) one budgeted search (--no-hand-rules, the sensitivity table's exact allocation among
 # its starting points, FINALISTS retrained RETRAIN_EPOCHS more epochs; TRIALS, EPOCHS: the
-# study's defaults when unset, sized to keep 3 seeds within 2 hours on 2 cores); per seed the
-# references (uniform 2/3/4/8-bit, float32, both hand rules, the exact allocation alone at each
-# goal and budget) trained from scratch for EPOCHS + RETRAIN_EPOCHS; all scored on the held-out
+# study's defaults when unset, sized to keep 3 seeds within 2 hours on 2 cores; ALGOS may name
+# gradient: autoq.py --algo gradient with the same options); per seed the references (uniform
+# 2/3/4/8-bit with biases as the limit leaves them, float32, both hand rules, the exact allocation
+# alone at each goal and budget) and each search's pick, all trained from scratch for EPOCHS +
+# RETRAIN_EPOCHS (same seed and schedule: pick and reference paired per seed); all scored on the held-out
 # test images: STUDY_OUT/study.md and study.png. The bits row: make study GOALS=bits BUDGETS=uniform3
 # (the same STUDY_OUT shares the references; study.md then covers every search there).
 SEEDS ?= 1 2 3

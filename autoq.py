@@ -36,8 +36,11 @@ _positive_int, _count = _int_at_least(1), _int_at_least(0)
 def parse_args(argv=None):
     # solvers.config loads no TensorFlow: a mistyped option is answered at once.
     p = ArgumentParser(prog="autoq.py", description=__doc__.split("\n")[0])
-    p.add_argument("--algo", choices=("random", "bayesian", "hyperband", "evolution"),
-                   default="random")
+    p.add_argument("--algo", choices=("random", "bayesian", "hyperband", "evolution", "gradient"),
+                   default="random", help="a Keras Tuner search, or gradient: the widths learned "
+                   "by gradient descent to the budget (solvers/gradient/)")
+    p.add_argument("--gradient-epochs", type=_positive_int, help="--algo gradient: epochs of "
+                   "width learning before the retrain (default: the profile's retrain epochs)")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick")
     p.add_argument("--trials", type=_positive_int, help="search trials (not for hyperband)")
     p.add_argument("--epochs", type=_positive_int, help="epochs per trial (hyperband: at most)")
@@ -110,6 +113,8 @@ def parse_args(argv=None):
         p.error("--allow-sensitivity-mismatch needs --sensitivity PATH: name the table to use")
     if args.workers and (args.role or args.train_float or args.baselines):
         p.error("--workers runs a search: not with --role, --train-float or --baselines")
+    if args.algo == "gradient" and (args.workers or args.role):
+        p.error("--algo gradient is one training run: not with --workers or --role")
     if args.budget is not None or args.band is not None:
         from solvers.config import ConfigError, with_goal_options
         from solvers.config import SearchSpace as _Space
@@ -150,7 +155,12 @@ def main(argv=None):
         try:
             if args.train_float:
                 return run.train_float(args)
-            return run.uniform_baselines(args) if args.baselines else run.search_and_retrain(args)
+            if args.baselines:
+                return run.uniform_baselines(args)
+            if args.algo == "gradient":
+                from solvers import run_gradient as job
+                return job.gradient_and_retrain(args)
+            return run.search_and_retrain(args)
         except SearchStopped as e:  # not the user's input: trials kept raising (a bug, no memory)
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -67,7 +67,8 @@ def fit(model, x, validation_data, epochs, steps_per_epoch, initial_epoch=0, cal
     """Trains `model` on batches from `x`, validating every epoch.
 
     The score callback comes first so that size_bits and val_score are in the epoch logs before the
-    tuner, TensorBoard, checkpoints and the progress line read them. Batch-level callbacks see
+    tuner, TensorBoard, checkpoints and the progress line read them; objective=None leaves it out,
+    for a model it cannot cost (solvers/gradient's learned-width base7). Batch-level callbacks see
     one call per execution (execution_steps): a NaN/inf loss stops training at the end of it.
     """
     per_execution = execution_steps(steps_per_epoch)
@@ -75,7 +76,8 @@ def fit(model, x, validation_data, epochs, steps_per_epoch, initial_epoch=0, cal
         model.steps_per_execution = per_execution
         model.make_train_function(force=True)
         model.make_test_function(force=True)
-    callbacks = [ScoreCallback(objective), keras.callbacks.TerminateOnNaN(), *callbacks]
+    score = [] if objective is None else [ScoreCallback(objective)]
+    callbacks = [*score, keras.callbacks.TerminateOnNaN(), *callbacks]
     return model.fit(x, validation_data=validation_data, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
                      callbacks=callbacks, verbose=verbose,

@@ -77,7 +77,7 @@ def _relu(name, quantizers, activation_layer):
 
 
 def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=None,
-          activation_layer=QReLU, filters=None):
+          activation_layer=QReLU, filters=None, conv_layer=None, relu_layer=None):
     """base7 on LR RGB pixels in [0, 255] of any size → SR pixels in [0, 255], `scale` times larger.
 
     quantizers: None for the float32 network, or {layer name: {"kernel": str, "bias": str}} for
@@ -88,8 +88,13 @@ def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=No
     filters: None for the designed filter counts (base_filters), or {conv name: output channels}
     for the layers whose count differs (a filter search's choice); the last convolution must keep
     out_channels·scale² (ValueError otherwise).
+    conv_layer(name, filters), relu_layer(name): the layers at base7's convolutions and ReLUs
+    instead of those `quantizers` makes (solvers/gradient/model.py: learned-width ones); None
+    for those of `quantizers`.
     """
     quantizers = quantizers or {}
+    conv_layer = conv_layer or (lambda name, count: _conv(name, count, quantizers.get(name)))
+    relu_layer = relu_layer or (lambda name: _relu(name, quantizers.get(name), activation_layer))
     conv_names, act_names = layer_names(m)
     filters_of = base_filters(scale, num_fea, m, out_channels)
     unknown = sorted(set(filters or {}) - set(filters_of))
@@ -109,9 +114,9 @@ def base7(scale=3, num_fea=28, m=4, in_channels=3, out_channels=3, quantizers=No
     anchor = keras.layers.Concatenate(name="anchor")([inputs] * (scale * scale))
     x = inputs
     for i, name in enumerate(conv_names):
-        x = _conv(name, filters_of[name], quantizers.get(name))(x)
+        x = conv_layer(name, filters_of[name])(x)
         if i < len(act_names):
-            x = _relu(act_names[i], quantizers.get(act_names[i]), activation_layer)(x)
+            x = relu_layer(act_names[i])(x)
     x = keras.layers.Add(name="add_anchor")([x, anchor])
     x = DepthToSpace(scale, name="depth_to_space")(x)
     outputs = ClipPixels(name="clip")(x)
