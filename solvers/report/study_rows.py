@@ -2,9 +2,13 @@
 budgeted search's pick against the references of its seed, the issue's targets, and every trained
 trial's cost against its budget. No TensorFlow: solvers/report/study_md.py writes them out.
 
-A row is one goal, budget and algorithm over the seeds. Differences are per seed (the pick and a
-reference of the same seed, both on the test images), then mean ± std over the seeds (std with
-n - 1); a difference is "noise" when its mean lies within one std of zero.
+A row is one goal, budget and algorithm over the seeds. The pick is scored as the references
+are: its configuration (best_config.yaml) trained from scratch by solvers/study.py, points.csv's
+"pick <search folder>" row; the search's own retrained model (summary.yaml test.psnr) is kept
+beside it. Differences are per seed (that pick and a reference of the same seed, both on the test
+images), then mean ± std over the seeds (std with n - 1); a difference is "noise" when its mean
+lies within one std of zero. A gradient run (autoq.py --algo gradient) is read like a search: its
+folder has no trials.csv, its summary.yaml's winner source is "gradient".
 """
 import dataclasses
 import math
@@ -18,8 +22,9 @@ from solvers.config_objective import parse_budget
 from solvers.networks.layout import layer_names
 from solvers.report import pareto
 
-ALGOS = ("random", "bayesian", "hyperband", "evolution")  # the rows' order within a budget
-SOURCES = ("proposed", "starting point", "exact allocation")  # summary.yaml winner.source
+ALGOS = ("random", "bayesian", "hyperband", "evolution", "gradient")  # rows' order in a budget
+SEARCHES = ALGOS[:4]  # Keras Tuner searches (trials.csv); gradient learns its widths
+SOURCES = ("proposed", "starting point", "exact allocation", "gradient")  # winner.source
 HAND_RULES = ("hand rule k8-2 a3", "hand rule k8-2 a4")  # search/starting_points.py HAND_RULES
 # The issue's targets: (goal, budget, reference, least mean difference in dB; 0: above it).
 TARGETS = (("bops", "uniform3", "uniform 3-bit", 0.3), ("bops", "uniform3", HAND_RULES[0], 0.0),
@@ -31,6 +36,11 @@ TOLERANCE = 1e-9  # relative: a cost equal to its budget up to rounding is withi
 def exact_label(goal, budget):
     """points.csv's label of the exact allocation alone at one goal and budget."""
     return f"exact allocation, {goal} at {budget}"
+
+
+def pick_label(name):
+    """points.csv's label of a search's pick trained from scratch (name: its folder)."""
+    return f"pick {name}"
 
 
 def budget_key(text):
@@ -55,11 +65,16 @@ def row_bits(row):
 
 @dataclasses.dataclass
 class Search:
-    """One finished search of one seed: its summary.yaml and trials.csv rows."""
+    """One finished search (or gradient run) of one seed: its folder name, summary.yaml,
+    trials.csv rows (none for a gradient run) and best_config.yaml's quantizers; `point`, its
+    pick's points.csv row (trained from scratch), is set by rows()."""
     seed: int
     algo: str
     summary: dict
     trials: list
+    name: str = ""
+    quantizers: dict = None
+    point: dict = None
 
     @property
     def budget(self):
@@ -74,6 +89,22 @@ class Search:
         return pareto.number((self.summary.get("test") or {}).get("psnr"))
 
     @property
+    def scratch_psnr(self):
+        """The pick trained from scratch: its points.csv row's test PSNR (None: not trained)."""
+        return pareto.number((self.point or {}).get("test_psnr"))
+
+    def bits(self):
+        """widths_text of the pick (best_config.yaml, else its trials.csv row); None: unknown."""
+        if self.quantizers:
+            return widths_text(lambda layer, kind: pareto.bits_of(self.quantizers[layer][kind]))
+        row = self.winner_row()
+        return row_bits(row) if row else None
+
+    def cost(self, column):
+        """The pick's cost in `column` (summary.yaml costs), or None."""
+        return pareto.number((self.summary.get("costs") or {}).get(column))
+
+    @property
     def winner(self):
         return self.summary.get("winner") or {}
 
@@ -81,11 +112,18 @@ class Search:
         return next((r for r in self.trials
                      if str(r.get("trial_id")) == str(self.winner.get("trial_id"))), None)
 
-    def over_budget(self):
-        """The trials.csv rows trained (a cost and a validation PSNR) at more than the budget."""
-        limit = float(self.budget["cost"]) * (1 + TOLERANCE)
+    def trained(self):
+        """The configurations it trained, as trials.csv rows (a cost and a validation PSNR); a
+        gradient run's (no trials.csv): its final model, {trial_id: "final", cost}."""
+        if not self.trials and self.cost(pareto.GOAL_COLUMNS[self.goal]) is not None:
+            return [{"trial_id": "final", "cost": self.cost(pareto.GOAL_COLUMNS[self.goal])}]
         return [r for r in self.trials if pareto.number(r.get("val_psnr")) is not None
-                and pareto.number(r.get("cost")) is not None and float(r["cost"]) > limit]
+                and pareto.number(r.get("cost")) is not None]
+
+    def over_budget(self):
+        """The trained configurations (trained()) at more than the budget."""
+        limit = float(self.budget["cost"]) * (1 + TOLERANCE)
+        return [r for r in self.trained() if float(r["cost"]) > limit]
 
 
 def read_searches(out, seeds):
@@ -100,7 +138,9 @@ def read_searches(out, seeds):
             run = files.read_yaml(os.path.join(folder, name, "run.yaml"), missing={})
             path = os.path.join(folder, name, "trials.csv")
             trials = pareto.read_csv(path)[1] if os.path.exists(path) else []
-            found.append(Search(seed, run.get("algo", name.rsplit("_", 1)[-1]), summary, trials))
+            config = files.read_yaml(os.path.join(folder, name, "best_config.yaml"), missing={})
+            found.append(Search(seed, run.get("algo", name.rsplit("_", 1)[-1]), summary, trials,
+                                name, config.get("quantizers")))
     return found
 
 
@@ -167,7 +207,16 @@ class Row:
         return {s: sum(p.winner.get("source") == s for p in self.picks) for s in SOURCES}
 
     def psnr(self):
+        """The picks trained from scratch: test PSNR per seed."""
+        return [p.scratch_psnr for p in self.picks if p.scratch_psnr is not None]
+
+    def own_psnr(self):
+        """The searches' own retrained models: test PSNR per seed."""
         return [p.test_psnr for p in self.picks if p.test_psnr is not None]
+
+    def elapsed(self):
+        """Wall time of each search (summary.yaml elapsed_s), in seconds."""
+        return [float(p.summary["elapsed_s"]) for p in self.picks if p.summary.get("elapsed_s")]
 
 
 def uniform_label(budget, cost, points, column):
@@ -190,6 +239,8 @@ def rows(searches, points):
     result = []
     for (goal, _, algo), picks in grouped.items():
         picks.sort(key=lambda p: p.seed)
+        for p in picks:
+            p.point = reference(points.get(p.seed, []), pick_label(p.name))
         first = picks[0]
         row = Row(goal, str(first.budget["spec"]), algo, float(first.budget["cost"]), picks)
         every = [p for rows_ in points.values() for p in rows_]
@@ -206,8 +257,8 @@ def rows(searches, points):
                     continue
                 if pareto.number(ref.get(row.column)) is not None:
                     costs.append(float(ref[row.column]) / row.cost)
-                if p.test_psnr is not None and pareto.number(ref.get("test_psnr")) is not None:
-                    values.append(p.test_psnr - float(ref["test_psnr"]))
+                if p.scratch_psnr is not None and pareto.number(ref.get("test_psnr")) is not None:
+                    values.append(p.scratch_psnr - float(ref["test_psnr"]))
             row.diffs[label] = Diff(values)
             if costs:
                 row.ref_costs[label] = float(np.mean(costs))
