@@ -215,7 +215,7 @@ div2k: $(STAMP)
 # so test_profile_ops converts a real profile, and hls4ml, so test_export builds and C-simulates a
 # real design (its negative control included). -rs names every skipped test and why.
 test: $(STAMP) $(VENV)/.profile-installed $(VENV)/.export-installed
-	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q -rs --durations=25 tests
 
 # Speed ratios measured in one run (solvers/bench/speed.py): quantized vs float, XLA, pipeline, search
 # overhead. SMOKE=1: 1 repeat at tiny shapes (what the test suite runs).

@@ -158,6 +158,49 @@ def test_costs_are_those_of_the_values_and_hand_rules_can_go(space):
     assert [label for label, _ in kept] == ["uniform 3-bit", "hand rule k8-2 a3"], kept
 
 
+@pytest.mark.parametrize("mode", ["block", "layer"])
+def test_a_filter_search_under_a_budget_starts_from_rebalanced_uniform_points(space, mode):
+    """tune_filters at uniform 3-bit's BOPs: for each multiplier but 1, every layer at the widest
+    uniform width that fits with those filters (kept below the band too), priced as the model
+    it builds; block and layer modes give the same points; none without a budget."""
+    import dataclasses
+
+    from solvers.config import with_goal_options
+    from solvers.networks.layout import base_filters
+    from solvers.search import budget as budgets
+    from solvers.search.space import filter_search
+    conv, act = layer_names()
+    rebalanced = with_goal_options(dataclasses.replace(space, tune_filters=mode), "bops", "uniform3")
+    choices = search_choices(rebalanced, conv, act)
+    filters = filter_search(rebalanced, 3)
+    model = budgets.cost_model(rebalanced, 3, choices)
+    limit = budgets.resolve(rebalanced, 3, choices, model, filters)
+    plan = starting_points.plan(rebalanced, choices, filters, 3, cost_model=model, budget=limit,
+                                hand_rules=False)
+    points = {label: values for label, values in plan.points if "filters" in label}
+    # x1.5, x2: even uniform 2-bit costs more than uniform 3-bit with base7's filters
+    assert sorted(points) == ["uniform 4-bit, filters x0.75", "uniform 7-bit, filters x0.5"], \
+        sorted(points)
+    for label, values in points.items():
+        width, multiplier = int(label.split()[1].split("-")[0]), float(label.split("x")[1])
+        counts = {**base_filters(3), **filters.filters_of(values)}
+        assert counts["conv_2"] == round(28 * multiplier) and counts["conv_6"] == 27
+        quantizers = quantizers_from_hp(quantizer_values(choices, values))
+        spent = cost.bops(base7(quantizers=quantizers, filters=counts), rebalanced.objective.goal)
+        assert spent == pytest.approx(plan.costs[label], rel=1e-9) and spent <= limit
+        wider = {**values, **{k: width + 1 for k in values if k.endswith(("kernel_bits",
+                                                                          "activation_bits"))}}
+        wider_bits = {(name[:-len("_kernel_bits")], "kernel"): b for name, b in wider.items()
+                      if name.endswith("_kernel_bits")}
+        wider_bits.update({(name[:-len("_activation_bits")], "activation"): b
+                           for name, b in wider.items() if name.endswith("_activation_bits")})
+        wider_bits.update({(c, "bias"): 8 for c in conv})
+        assert width == 8 or model.cost(wider_bits, counts) > limit, label  # the widest that fits
+    assert any(plan.costs[label] < 0.9 * limit for label in points)  # kept below the band
+    unbudgeted = starting_points.plan(rebalanced, choices, filters, 3, cost_model=model)
+    assert not any("filters" in label for label, _ in unbudgeted.points)
+
+
 class _ThreeQuantizers(kt.HyperModel):
     def build(self, hp):
         for name in ("k_bits", "b_bits", "a_bits"):

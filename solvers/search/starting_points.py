@@ -9,8 +9,9 @@ cost of uniform 2, 3 and 4 bits, enter as the first trials (tuners.make_tuner: `
 The search's front on the validation images then holds the uniform configurations (as the limit
 leaves them: the shipped one keeps biases at 8 bits); the rest of the budget explores. Under a
 budget only the points that cost within [band * budget, budget] enter (the others would train
-over the budget or far below it), with the exact allocation at the budget. Costs come from
-hp_cost.CostModel: no model is built.
+over the budget or far below it), with the exact allocation at the budget and, with a filter
+search, every layer at the widest uniform width that fits at each filter multiplier
+(rebalanced). Costs come from hp_cost.CostModel: no model is built.
 
 A starting point is {(layer, kind): bits}; point_values maps it onto the hyperparameters (the nearest width a
 layer's limit leaves it, a shared choice taking its first layer's bits), with the filter search's
@@ -19,7 +20,7 @@ defaults (base7's widths).
 import math
 from typing import NamedTuple
 
-from solvers.networks.layout import layer_names
+from solvers.networks.layout import hp_name, layer_names, scaled_filters
 
 # The budget point of post-training mixed precision (issue 13: Sony MCT loses 0.83 dB there):
 # kernels at 4 bits, biases and activations at 8.
@@ -110,6 +111,38 @@ def as_trials(configs, choices, bits_of, filters=None):
     return trials
 
 
+def filter_values(filters, multiplier):
+    """The filter search's hyperparameter values with every searched layer at `multiplier` of
+    its designed filters (block: the multiplier itself; layer: each layer's count)."""
+    if filters.mode == "block":
+        return {name: float(multiplier) for name in filters.choices()}
+    return {hp_name(layer, "filters"): scaled_filters(count, multiplier)
+            for layer, count in filters.base.items()}
+
+
+def rebalanced(space, choices, filters, cost_model, budget, bits_of):
+    """[(label, values)] under a budget with a filter search: for each multiplier but 1, every
+    layer at the widest uniform width whose cost with those filters fits the budget (none if even
+    the narrowest does not). Rebalancing is half of what AutoQKeras searches: fewer filters pay
+    for more bits (uniform 4-bit with the middle layers at 0.75 of their filters costs 97 % of
+    uniform 3-bit's BOPs), and a random draw rarely lands on a uniform width, so these are
+    where a search of the filters starts, as the uniform points are for the bits alone."""
+    from solvers.search import hp_cost
+    points = []
+    for multiplier in sorted({float(m) for m in filters.multipliers} - {1.0}):
+        fitting = None
+        for width in space.uniform_widths():
+            values = {**point_values(uniform(width), choices, bits_of),
+                      **filter_values(filters, multiplier)}
+            spent = cost_model.cost(hp_cost.layer_bits_of(values, choices, bits_of),
+                                    filters.filters_of(values))
+            if spent <= budget and (fitting is None or width > fitting[0]):
+                fitting = (width, values)
+        if fitting is not None:
+            points.append((f"uniform {fitting[0]}-bit, filters x{multiplier:g}", fitting[1]))
+    return points
+
+
 class Plan(NamedTuple):
     """The starting points of a search and what the budget left out.
 
@@ -130,7 +163,8 @@ def plan(space, choices, filters, scale, sensitivity_csv=None, cost_model=None, 
     exact allocations (allocation.exact) at the cost of uniform 2, 3 and 4 bits as the limit
     leaves them (the shipped one keeps biases at 8 bits). With a budget: the same,
     only those whose cost lies in [band * budget, budget], and with a table, first, the exact
-    allocation at the budget (in the band; if none lies there, the best one below it). A point's
+    allocation at the budget (in the band; if none lies there, the best one below it) and, with a
+filter search, the rebalanced uniform points (rebalanced; kept below the band too). A point's
     cost is that of the values it becomes (point_values: the limit may move its widths), with
     the filter search's defaults. The allocation does not know of shared choices (limit
     `shared:`), which take their first layer's width: such a point may move, and is costed as
@@ -146,7 +180,7 @@ def plan(space, choices, filters, scale, sensitivity_csv=None, cost_model=None, 
         {name: filters.default(name) for name in filters.choices()})
     configs = starting_configs(space, space.uniform_widths(), hand_rules)
     drops = sensitivity.read_table(sensitivity_csv) if sensitivity_csv else None
-    exempt = None  # the values of the allocation at the budget, which may lie below the band
+    exempt = []  # values that may lie below the band: the allocation at the budget, rebalanced
     if drops:
         for b in SENSITIVITY_BUDGETS:
             if b in space.uniform_widths():
@@ -163,8 +197,14 @@ def plan(space, choices, filters, scale, sensitivity_csv=None, cost_model=None, 
                 # First, so that a point it coincides with runs under its label: make study
                 # finds the allocation in trials.csv by it.
                 configs.insert(0, (EXACT_ALLOCATION, found))
-                exempt = point_values(found, choices, bits_of, filters)
+                exempt.append(point_values(found, choices, bits_of, filters))
     trials = as_trials(configs, choices, bits_of, filters)
+    if budget is not None and filters is not None:
+        known = [values for _, values in trials]
+        extra = [(label, values) for label, values in rebalanced(
+            space, choices, filters, cost_model, budget, bits_of) if values not in known]
+        trials += extra
+        exempt += [values for _, values in extra]  # uniform widths are coarse: up to a width below
     costs = {label: cost_model.cost(hp_cost.layer_bits_of(values, choices, bits_of),
                                     None if filters is None else filters.filters_of(values))
              for label, values in trials}
@@ -172,7 +212,7 @@ def plan(space, choices, filters, scale, sensitivity_csv=None, cost_model=None, 
         return Plan(trials, costs, [])
     kept, dropped = [], []
     for label, values in trials:
-        low = -math.inf if values == exempt else band * budget
+        low = -math.inf if values in exempt else band * budget
         if allocation.within(costs[label], low, budget):
             kept.append((label, values))
         else:
