@@ -94,7 +94,11 @@ class Search:
         return pareto.number((self.point or {}).get("test_psnr"))
 
     def bits(self):
-        """widths_text of the pick (best_config.yaml, else its trials.csv row); None: unknown."""
+        """widths_text of the pick as trained from scratch (its points.csv row: filters too, as
+        ` f …`, when they differ from base7's), else of best_config.yaml, else of its trials.csv
+        row; None: unknown."""
+        if self.point and self.point.get("layer_bits"):
+            return self.point["layer_bits"]
         if self.quantizers:
             return widths_text(lambda layer, kind: pareto.bits_of(self.quantizers[layer][kind]))
         row = self.winner_row()
