@@ -271,7 +271,7 @@ def test_a_gradient_run_is_a_row_of_its_own(tmp_path):
            "search's; evolution 5.0 min = 1.00 × one search's; gradient 1.0 min = 0.20 × one " \
            "search's (at most a third: **met**)." in wall
     every = text.split("## Every pick")[1]
-    assert "| bops at uniform3 | gradient | 1 | gradient | – | – | 98.0% | – → – | 34.42 " \
+    assert "| bops at uniform3 | gradient | 1 | gradient | – | – | 98.0% | 32.00 → 32.40 | 34.42 " \
            "| 34.47 | k 6.3.2.3.2.3.6 b 8.8.8.8.8.8.8 a 3.3.3.3.3.3 |" in every
     assert (tmp_path / "study.png").stat().st_size > 10_000
 

@@ -179,7 +179,10 @@ def every_pick_md(table):
     for row in table:
         for p in row.picks:
             final = next((f for f in p.summary.get("finalists") or []
-                          if str(f.get("trial_id")) == str(p.winner.get("trial_id"))), {})
+                          if str(f.get("trial_id")) == str(p.winner.get("trial_id"))), None)
+            if final is None:  # a gradient run: as learned → after its retrain
+                final = {"trial_val_psnr": p.summary.get("val_psnr_search"),
+                         "final_val_psnr": p.summary.get("val_psnr_retrained")}
             cost = p.cost(row.column)
             trial = p.winner.get("trial_id")
             lines.append(
