@@ -150,6 +150,8 @@ GOALS ?= bops
 BUDGETS ?= uniform3 uniform4
 STUDY_ALGOS ?= random evolution
 STUDY_OUT ?= results/study
+# UNIFORM_WIDTHS="3 4": the uniform references (default 2 3 4 8; every uniformN budget's N is added).
+UNIFORM_WIDTHS ?=
 # The sensitivity table is built first when missing (it gives the exact allocation);
 # SENSITIVITY=path|none names another (none: no exact allocation).
 SENSITIVITY_CSV := results/sensitivity/sensitivity.csv
@@ -164,7 +166,8 @@ study: $(if $(SENSITIVITY),,$(SENSITIVITY_CSV)) $(STAMP)
 		--sensitivity $(or $(SENSITIVITY),$(SENSITIVITY_CSV)) $(if $(TRIALS),--trials $(TRIALS)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(STEPS),--steps-per-epoch $(STEPS)) \
 		$(if $(RETRAIN_EPOCHS),--retrain-epochs $(RETRAIN_EPOCHS)) \
-		$(if $(FINALISTS),--finalists $(FINALISTS)) $(if $(BAND),--band $(BAND))
+		$(if $(FINALISTS),--finalists $(FINALISTS)) $(if $(BAND),--band $(BAND)) \
+		$(if $(UNIFORM_WIDTHS),--uniform-widths $(UNIFORM_WIDTHS))
 
 # Uniform-width references for the report, trained like one search trial (BASELINE_EPOCHS: longer),
 # into results/baselines/<RUN, else PROFILE plus what differs from the defaults, e.g.
