@@ -90,6 +90,9 @@ def test_a_tiny_gradient_run_ends_under_budget_as_a_search_s_files(tmp_path):
     import keras
     saved = keras.models.load_model(run_dir / "best_model_retrained.keras")
     assert cost.bops(saved, goal) == summary["costs"]["bops"] <= limit
+    # a plain QKeras base7, as make export and make eval take a search's
+    assert {type(layer).__name__ for layer in saved.layers if layer.name.startswith("conv")} \
+        == {"QConv2D"}
     rows = list(csv.DictReader((run_dir / "trajectory.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"beta", "cost_fraction", "val_psnr", "conv_0_kernel_width", "act_5_activation_bits"} \

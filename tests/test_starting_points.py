@@ -6,10 +6,15 @@ import csv
 import keras
 import keras_tuner as kt
 import pytest
-
 from conftest import REPO
+
 from solvers.config import load_search_space
-from solvers.networks.base7 import base7, layer_names, quantizer_values, quantizers_from_hp
+from solvers.networks.base7 import (
+    base7,
+    layer_names,
+    quantizer_values,
+    quantizers_from_hp,
+)
 from solvers.search import cost, starting_points, tuners
 from solvers.search.space import search_choices
 
