@@ -229,10 +229,7 @@ def search_and_retrain(args):
     # loss; the searched one (best_model.keras, one trial's budget) psnr_search and loss_search,
     # what the report sets against uniform baselines trained like one trial. Compiled as in
     # training (L1 loss, Y-PSNR with the scale's border); the optimizer state is not needed.
-    test = {"images": int(test_ds.cardinality())}
-    for name, suffix in (("best_model_retrained.keras", ""), ("best_model.keras", "_search")):
-        scores = train.evaluate_saved(os.path.join(run_dir, name), test_ds, args.scale)
-        test.update({f"psnr{suffix}": float(scores["psnr"]), f"loss{suffix}": float(scores["loss"])})
+    test = train.held_out_scores(run_dir, test_ds, args.scale)
     values = {**values, **quantizer_values(choices, values)}  # widths → quantizer strings
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale,
                               filters=hypermodel.filters_of(values))

@@ -128,10 +128,7 @@ def gradient_and_retrain(args):
     before, after = retrain.retrain_model(
         qmodel, train_ds, val_ds, epochs, epochs + profile.retrain_epochs,
         profile.steps_per_epoch, objective, run_dir, os.path.join(tb_dir, "retrain"))
-    test = {"images": int(test_ds.cardinality())}
-    for name, suffix in (("best_model_retrained.keras", ""), ("best_model.keras", "_search")):
-        scores = train.evaluate_saved(os.path.join(run_dir, name), test_ds, args.scale)
-        test.update({f"psnr{suffix}": float(scores["psnr"]), f"loss{suffix}": float(scores["loss"])})
+    test = train.held_out_scores(run_dir, test_ds, args.scale)
     values = {**values, **strings}
     records.write_best_config(os.path.join(run_dir, "best_config.yaml"), values, args.scale)
     best = records.load_best_config(os.path.join(run_dir, "best_config.yaml"))

@@ -1,4 +1,6 @@
 """compile + fit: the one training loop shared by search trials, the float model and the retrain."""
+import os
+
 import keras
 import tensorflow as tf
 
@@ -54,6 +56,16 @@ def evaluate_saved(path, dataset, border):
     optimizer state is not needed to score it)."""
     model = compile_model(keras.models.load_model(path, compile=False), border=border)
     return model.evaluate(dataset, return_dict=True, verbose=0)
+
+
+def held_out_scores(run_dir, test_ds, scale):
+    """summary.yaml's `test`: the run's two saved models on the held-out test images, psnr/loss
+    of best_model_retrained.keras and psnr_search/loss_search of best_model.keras."""
+    test = {"images": int(test_ds.cardinality())}
+    for name, suffix in (("best_model_retrained.keras", ""), ("best_model.keras", "_search")):
+        scores = evaluate_saved(os.path.join(run_dir, name), test_ds, scale)
+        test.update({f"psnr{suffix}": float(scores["psnr"]), f"loss{suffix}": float(scores["loss"])})
+    return test
 
 
 def execution_steps(steps_per_epoch, most=MOST_STEPS_PER_EXECUTION):
